@@ -1,0 +1,1 @@
+"""Safety: keyed watermarking of generated speech and a deepfake detector."""

@@ -1,0 +1,1 @@
+"""Training: corpus synthesis, datasets, training loops and evaluation."""
