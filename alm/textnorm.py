@@ -140,7 +140,15 @@ def _expand_numbers(text: str, lang: str) -> str:
         text = _ORDINAL_ES.sub(lambda m: num2words(int(m.group(1)), lang="es", to="ordinal"), text)
         text = _THOUSANDS_ES.sub(lambda m: m.group(0).replace(".", ""), text)
     text = _DECIMAL.sub(lambda m: _decimal(m, lang), text)
-    return _INTEGER.sub(lambda m: f" {_cardinal(m.group(0), lang)} ", text)
+    return _INTEGER.sub(lambda m: _spaced(_cardinal(m.group(0), lang), m), text)
+
+
+def _spaced(words: str, m: re.Match[str]) -> str:
+    # "3cats" -> "three cats", but "16-bit" -> "sixteen-bit": pad only where a letter touches the number.
+    s = m.string
+    before = " " if m.start() > 0 and s[m.start() - 1].isalpha() else ""
+    after = " " if m.end() < len(s) and s[m.end()].isalpha() else ""
+    return f"{before}{words}{after}"
 
 
 def _expand_abbreviations(text: str, lang: str) -> str:

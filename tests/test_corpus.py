@@ -14,7 +14,7 @@ from codec.audio import SAMPLE_RATE
 from training.data import ManifestError, load_corpus, read_manifest, synthesize_corpus
 from training.data import synth as synth_mod
 from training.data.engines import EngineError, speaker_available, synthesize
-from training.data.recipe import plan_corpus, sentence_split
+from training.data.recipe import estimate_seconds, plan_corpus, sentence_split
 from training.data.voices import REAL_SPEAKERS, SPEAKERS, by_id, speakers
 
 # --- speaker catalogue -------------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def test_plan_covers_tasks_languages_and_speakers(plan) -> None:
     assert {"asr", "tts", "continue", "s2st", "slu"} <= set(tasks)
     assert {u.lang for u in plan} == {"en", "es"}
     assert len({u.speaker for u in plan}) >= 30
-    est_hours = sum(len(u.text.split()) / 2.6 + 0.4 for u in plan) / 3600
+    est_hours = sum(estimate_seconds(u.text) for u in plan) / 3600
     assert 0.8 < est_hours < 1.3
     # Translation pairs: both sides planned, opposite languages, a bilingual voice speaks most pairs.
     pairs: dict[str, list] = {}

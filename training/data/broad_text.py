@@ -57,7 +57,9 @@ def natural_sentences(lang: str) -> tuple[str, ...]:
         pkg = "fortunes" if lang == "en" else "fortunes-es"
         log.warning("no %s natural text: %s is missing (apt-get install %s)", lang, root, pkg)
         return ()
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.suffix and not p.name.startswith("."))
+    # English files have no suffix, Spanish ones end in ".fortunes"; ".dat" indexes and ".u8" links are skipped.
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.is_symlink()
+                   and p.suffix in ("", ".fortunes") and not p.name.startswith("."))
     out: set[str] = set()
     for path in files:
         for fortune in _fortunes(path):
