@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,7 @@ class EngineError(RuntimeError):
     """A synthesizer failed, is missing, or produced no speech."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def available_engines() -> frozenset[str]:
     """The engines whose tools and voices are installed on this machine."""
     have = set()
