@@ -12,10 +12,12 @@ system:
 	@if [ -z "$$ALM_SKIP_APT" ]; then ./scripts/setup_system.sh; fi
 
 # torch first and pinned: any other torch (or one a resolver picks) is a multi-GB CUDA build here.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	# encodec's modules are plain torch, but its metadata pulls a torchaudio that breaks transformers here.
+	$(PY) -m pip install -q --no-deps encodec==0.1.1
 	@touch $(STAMP)
 
 demo: setup

@@ -182,7 +182,8 @@ class SluCommand:
 
 
 def _render(phrasing: str, values: dict[str, str], question: bool) -> SluCommand | None:
-    text, spans = "", []
+    text: str = ""
+    spans: list[tuple[str, int, int]] = []
     for literal, name, _, _ in Formatter().parse(phrasing):
         text += literal
         if name is not None:
@@ -195,48 +196,63 @@ def _render(phrasing: str, values: dict[str, str], question: bool) -> SluCommand
     return SluCommand(text=text, intent="", slots=slots, spans=tuple(spans))
 
 
-def capacity() -> int:
-    """How many distinct commands the phrasings and word lists can make (an upper bound)."""
-    total = 0
-    for phrasings in _PHRASINGS.values():
-        for phrasing in phrasings:
-            count = 1
-            for name in {f for _, f, _, _ in Formatter().parse(phrasing) if f}:
-                count *= len(_VALUES[name])
-            total += count
-    return total
+# Wake words and politeness around a phrasing multiply the ways of saying each command.
+_PREFIXES = ("", "", "", "hey computer, ", "okay, ")
+_SUFFIXES = ("", "", "", ", please", " now")
+_MAX_DRAWS = 60  # draws per command before an intent counts as exhausted and may repeat a sentence
+
+
+def _phrasing_count(phrasing: str) -> int:
+    count = 1
+    for name in {f for _, f, _, _ in Formatter().parse(phrasing) if f}:
+        count *= len(_VALUES[name])
+    return count
+
+
+def capacity(intent: str | None = None) -> int:
+    """How many distinct commands the phrasings and word lists make (for one intent, or all)."""
+    intents = [intent] if intent else list(_PHRASINGS)
+    affixes = len(set(_PREFIXES)) * len(set(_SUFFIXES))
+    return sum(_phrasing_count(p) * affixes for i in intents for p in _PHRASINGS[i])
+
+
+def _draw(intent: str, rng: random.Random) -> SluCommand | None:
+    phrasing = rng.choice(_PHRASINGS[intent])
+    prefix, suffix = rng.choice(_PREFIXES), rng.choice(_SUFFIXES)
+    if "please" in phrasing and suffix == ", please":
+        suffix = ""
+    names = [f for _, f, _, _ in Formatter().parse(phrasing) if f]
+    values = {name: rng.choice(_VALUES[name]) for name in names}
+    question = phrasing.split()[0].lower() in _QUESTION_INTENTS_START
+    cmd = _render(prefix + phrasing + suffix, values, question)
+    return None if cmd is None else SluCommand(text=cmd.text, intent=intent, slots=cmd.slots, spans=cmd.spans)
 
 
 def generate_commands(n: int, seed: int) -> list[SluCommand]:
-    """``n`` distinct commands, intents in rotation (every intent equally often), deterministic in ``seed``.
+    """``n`` commands, intents in rotation (every intent equally often), deterministic in ``seed``.
+
+    Texts are distinct while an intent still has unused sentences; an intent with few ways of saying it (``get_time``
+    has a few hundred) then repeats its sentences, as people do, so large corpora keep the intents balanced.
 
     Raises:
-        ValueError: if ``n`` is not positive or more distinct commands are asked for than the grammar makes.
+        ValueError: if ``n`` is not positive.
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
-    if n > capacity() // 4:
-        raise ValueError(f"cannot make {n} distinct commands: the grammar makes about {capacity()}; ask for "
-                         f"at most {capacity() // 4}")
     rng = random.Random(seed)
     intents = list(INTENTS)
     seen: set[str] = set()
     out: list[SluCommand] = []
-    attempts = 0
-    while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise ValueError(f"could not make {n} distinct commands (made {len(out)}); ask for fewer")
-        intent = intents[len(out) % len(intents)] if attempts % 7 else rng.choice(intents)
-        phrasing = rng.choice(_PHRASINGS[intent])
-        names = [f for _, f, _, _ in Formatter().parse(phrasing) if f]
-        values = {name: rng.choice(_VALUES[name]) for name in names}
-        question = phrasing.split()[0].lower() in _QUESTION_INTENTS_START
-        cmd = _render(phrasing, values, question)
-        if cmd is None or cmd.text in seen:
-            continue
+    for i in range(n):
+        intent = intents[i % len(intents)]
+        cmd = None
+        for _ in range(_MAX_DRAWS):
+            cmd = _draw(intent, rng)
+            if cmd is not None and cmd.text not in seen:
+                break
+        assert cmd is not None
         seen.add(cmd.text)
-        out.append(SluCommand(text=cmd.text, intent=intent, slots=cmd.slots, spans=cmd.spans))
+        out.append(cmd)
     return out
 
 
