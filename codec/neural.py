@@ -113,7 +113,9 @@ class NeuralCodec(AudioTokenizer):
     def encode_chunked(self, wav: torch.Tensor, chunk_seconds: float = 10.0, context_frames: int = 16,
                        sample_rate: int | None = None) -> torch.Tensor:
         """Encode long audio in chunks of ``chunk_seconds`` with ``context_frames`` of audio on each side
-        (discarded after encoding), so memory stays bounded. Same shape as :meth:`encode`."""
+        (discarded after encoding), so memory stays bounded. Same shape as :meth:`encode`; the latents match
+        whole-file encoding to float rounding (~1e-7) once ``context_frames`` covers the receptive field (about 5
+        frames), which can flip a code only where two codewords are equally near."""
         x = self.prepare(wav, sample_rate)
         hop, total = self.hop_length, x.shape[-1] // self.hop_length
         step = max(1, int(chunk_seconds * self.frame_rate))
