@@ -12,6 +12,7 @@ chunked processing with enough context reproduces whole-file processing.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -73,8 +74,10 @@ class NeuralCodec(AudioTokenizer):
         self.max_codebooks = config.num_codebooks
         common = dict(channels=1, dimension=config.dimension, n_filters=config.n_filters,
                       n_residual_layers=config.n_residual_layers, ratios=list(config.ratios), lstm=0)
-        self.encoder = _modules.SEANetEncoder(**common)
-        self.decoder = _modules.SEANetDecoder(**common)
+        with warnings.catch_warnings():  # encodec's convs use torch's deprecated (still working) weight_norm
+            warnings.simplefilter("ignore", FutureWarning)
+            self.encoder = _modules.SEANetEncoder(**common)
+            self.decoder = _modules.SEANetDecoder(**common)
         self.quantizer = _quant.ResidualVectorQuantizer(
             dimension=config.dimension, n_q=config.num_codebooks, bins=config.cardinality,
             decay=config.ema_decay, kmeans_init=True, kmeans_iters=config.kmeans_iters,

@@ -91,6 +91,38 @@ def test_save_load_identity(tiny: NeuralCodec, tmp_path) -> None:
         AudioTokenizer.from_pretrained(tmp_path / "c")
 
 
+def test_token_file_and_cli_round_trip(tiny: NeuralCodec, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from alm.cli import app
+    from codec import load_audio, save_audio
+
+    tiny.save_pretrained(tmp_path / "c")
+    wav = speechlike(1.03, seed=5)
+    save_audio(tmp_path / "in.wav", wav, 16000)
+    runner = CliRunner()
+    r = runner.invoke(app, ["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "t.npz"), "--kbps", "0.9",
+                            "--model", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    from codec.token_file import load_tokens
+
+    tf = load_tokens(tmp_path / "t.npz")
+    assert tf.codes.shape == (3, 52) and tf.num_samples == len(wav)
+    tiny.set_num_codebooks(3)
+    assert torch.equal(tf.codes, tiny.encode(load_audio(tmp_path / "in.wav"))[0])
+    tiny.set_num_codebooks(4)
+    r = runner.invoke(app, ["codec", "decode", str(tmp_path / "t.npz"), "-o", str(tmp_path / "out.wav"),
+                            "--model", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert len(load_audio(tmp_path / "out.wav")) == len(wav)
+    r = runner.invoke(app, ["codec", "encode", str(tmp_path / "in.wav"), "-o", str(tmp_path / "x.npz"), "--kbps", "9",
+                            "--model", str(tmp_path / "c")])
+    assert r.exit_code != 0 and "kbps" in r.output
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not an alm token file"):
+        load_tokens(tmp_path / "junk.npz")
+
+
 def test_bad_and_edge_inputs(tiny: NeuralCodec) -> None:
     # shorter than one frame: padded to one frame
     assert tiny.encode(torch.zeros(100)).shape == (1, 4, 1)
