@@ -45,7 +45,7 @@ def test_shapes_and_every_number_of_codebooks_decodes(tiny: NeuralCodec) -> None
         tiny.set_num_codebooks(k)
         codes = tiny.encode(x)
         assert codes.shape == (2, k, math.ceil(x.shape[1] / 320)) and codes.dtype == torch.int64
-        assert 0 <= int(codes.min()) and int(codes.max()) < TINY.cardinality
+        assert int(codes.min()) >= 0 and int(codes.max()) < TINY.cardinality
         wav = tiny.decode(codes)
         assert wav.shape == (2, codes.shape[-1] * 320) and torch.isfinite(wav).all()
     # coarse-to-fine: the first k codebooks of a K=4 encoding are the K=k encoding

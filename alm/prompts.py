@@ -1,0 +1,289 @@
+"""Task prompts and targets as token ids, and the grammar of what each task may write.
+
+One decoder does every task; the task is nothing but the prompt (DESIGN.md, task table)::
+
+    asr       <asr> <lang> <units> u… </units>                      -> <text> text </text> <eos>
+    tts       <tts> <lang> <text> text </text> <voice> c… </voice>  -> <audio> c… </audio> <eos>
+    s2st      <s2st> <src> <tgt> <units> u… </units> <voice> c… </voice>
+                            -> [<text> L2 text </text>] <audio> c… </audio> <eos>
+    slu       <slu> <lang> <units> u… </units>                      -> <text> intent | slot = value </text> <eos>
+    continue  <continue> <audio> c…                                 -> c… </audio> <eos>
+
+``u`` are unit ids, ``c`` codec ids flattened frame-major (see :mod:`alm.vocab`). The SLU target text is
+what ``training.data.slu.format_target`` writes (the caller formats it; ``alm`` does not import ``training``).
+
+``*_example`` functions give training pairs (:class:`Example`: labels ``-100`` on the prompt), ``*_prompt``
+functions the prompt alone for inference, and :func:`allowed_next` the ids a task may emit next, which
+constrained decoding (:mod:`alm.generation`) enforces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from alm.vocab import TASKS, TokenIds, TokenRange, Vocabulary, VocabularyError
+
+IGNORE_INDEX = -100  # label of positions without loss (torch cross_entropy's ignore_index)
+FRAME_RATE = 50  # codec frames per second (codec.base.AudioTokenizer at 16 kHz, hop 320)
+VOICE_PROMPT_SECONDS = 3.0
+VOICE_PROMPT_FRAMES = int(VOICE_PROMPT_SECONDS * FRAME_RATE)  # 150 frames in a 3-second voice prompt
+AUDIO_TASKS = ("tts", "s2st", "continue")
+TEXT_TASKS = ("asr", "slu")
+
+Codes = torch.Tensor | np.ndarray  # [K, F] integer codec codes
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence.
+
+    Attributes:
+        input_ids: ``[L]`` prompt followed by target.
+        labels: ``[L]``; ``-100`` on the prompt (no loss) unless built with ``prompt_weight > 0``.
+        prompt_len: number of prompt ids at the front.
+        loss_weights: ``[L]`` per-position weights (``prompt_weight`` on the prompt, 1 on the target), or
+            ``None`` when only the target is scored.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt_len: int
+    loss_weights: list[float] | None = None
+
+
+# --- segments ------------------------------------------------------------------------------------------------
+def _wrap(vocab: Vocabulary, name: str, ids: list[int]) -> list[int]:
+    return [vocab.token_id(f"<{name}>"), *ids, vocab.token_id(f"</{name}>")]
+
+
+def _units(vocab: Vocabulary, units: TokenIds) -> list[int]:
+    return _wrap(vocab, "units", vocab.units_to_ids(units))
+
+
+def _voice(vocab: Vocabulary, voice_codes: Codes | None, max_frames: int | None) -> list[int]:
+    """``<voice> c… </voice>`` from the first ``max_frames`` frames; empty when no voice is given."""
+    if voice_codes is None:
+        return _wrap(vocab, "voice", [])
+    codes = torch.as_tensor(voice_codes)
+    if max_frames is not None:
+        codes = codes[:, :max_frames]
+    return _wrap(vocab, "voice", vocab.codes_to_ids(codes))
+
+
+def _example(prompt: list[int], target: list[int], prompt_weight: float) -> Example:
+    if prompt_weight < 0:
+        raise ValueError(f"prompt_weight must be >= 0, got {prompt_weight}")
+    ids = prompt + target
+    if prompt_weight == 0:
+        return Example(ids, [IGNORE_INDEX] * len(prompt) + target, len(prompt))
+    weights = [float(prompt_weight)] * len(prompt) + [1.0] * len(target)
+    return Example(ids, list(ids), len(prompt), weights)
+
+
+def _check_k(voice_codes: Codes | None, target_codes: Codes) -> None:
+    if voice_codes is not None and np.shape(voice_codes)[0] != np.shape(target_codes)[0]:
+        raise VocabularyError(f"voice prompt has {np.shape(voice_codes)[0]} codebooks, target "
+                              f"{np.shape(target_codes)[0]}: use the same K for both")
+
+
+# --- prompts (inference) -------------------------------------------------------------------------------------
+def asr_prompt(vocab: Vocabulary, lang: str, units: TokenIds) -> list[int]:
+    """``<asr> <lang> <units> u… </units>`` for units ``[F]``."""
+    return [vocab.task_id("asr"), vocab.lang_id(lang), *_units(vocab, units)]
+
+
+def tts_prompt(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None = None,
+               max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> list[int]:
+    """``<tts> <lang> <text> text </text> <voice> c… </voice>``; voice codes ``[K, F]`` cut to ~3 s."""
+    return [vocab.task_id("tts"), vocab.lang_id(lang), *_wrap(vocab, "text", vocab.encode_text(text)),
+            *_voice(vocab, voice_codes, max_voice_frames)]
+
+
+def s2st_prompt(vocab: Vocabulary, src: str, tgt: str, units: TokenIds, voice_codes: Codes | None = None,
+                max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> list[int]:
+    """``<s2st> <src> <tgt> <units> u… </units> <voice> c… </voice>``."""
+    return [vocab.task_id("s2st"), vocab.lang_id(src), vocab.lang_id(tgt), *_units(vocab, units),
+            *_voice(vocab, voice_codes, max_voice_frames)]
+
+
+def slu_prompt(vocab: Vocabulary, lang: str, units: TokenIds) -> list[int]:
+    """``<slu> <lang> <units> u… </units>``."""
+    return [vocab.task_id("slu"), vocab.lang_id(lang), *_units(vocab, units)]
+
+
+def continue_prompt(vocab: Vocabulary, prompt_codes: Codes) -> list[int]:
+    """``<continue> <audio> c…`` for prompt codes ``[K, F]`` (the audio segment is left open)."""
+    return [vocab.task_id("continue"), vocab.token_id("<audio>"), *vocab.codes_to_ids(prompt_codes)]
+
+
+# --- examples (training) -------------------------------------------------------------------------------------
+def asr_example(vocab: Vocabulary, lang: str, units: TokenIds, text: str, prompt_weight: float = 0.0) -> Example:
+    """ASR pair: :func:`asr_prompt` -> ``<text> text </text> <eos>`` (text as given: normalize it first)."""
+    target = [*_wrap(vocab, "text", vocab.encode_text(text)), vocab.eos_id]
+    return _example(asr_prompt(vocab, lang, units), target, prompt_weight)
+
+
+def tts_example(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None, target_codes: Codes,
+                prompt_weight: float = 0.0, max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> Example:
+    """TTS pair: :func:`tts_prompt` -> ``<audio> c… </audio> <eos>``; both code arrays ``[K, F]``, same K."""
+    _check_k(voice_codes, target_codes)
+    target = [*_wrap(vocab, "audio", vocab.codes_to_ids(target_codes)), vocab.eos_id]
+    return _example(tts_prompt(vocab, lang, text, voice_codes, max_voice_frames), target, prompt_weight)
+
+
+def s2st_example(vocab: Vocabulary, src: str, tgt: str, units: TokenIds, voice_codes: Codes | None,
+                 target_text: str, target_codes: Codes, with_text: bool = True, prompt_weight: float = 0.0,
+                 max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> Example:
+    """S2ST pair: :func:`s2st_prompt` -> ``[<text> L2 text </text>] <audio> c… </audio> <eos>``."""
+    _check_k(voice_codes, target_codes)
+    text = _wrap(vocab, "text", vocab.encode_text(target_text)) if with_text else []
+    target = [*text, *_wrap(vocab, "audio", vocab.codes_to_ids(target_codes)), vocab.eos_id]
+    return _example(s2st_prompt(vocab, src, tgt, units, voice_codes, max_voice_frames), target, prompt_weight)
+
+
+def slu_example(vocab: Vocabulary, lang: str, units: TokenIds, target_text: str,
+                prompt_weight: float = 0.0) -> Example:
+    """SLU pair: :func:`slu_prompt` -> ``<text> set_alarm | time = seven </text> <eos>``."""
+    target = [*_wrap(vocab, "text", vocab.encode_text(target_text)), vocab.eos_id]
+    return _example(slu_prompt(vocab, lang, units), target, prompt_weight)
+
+
+def continue_example(vocab: Vocabulary, prompt_codes: Codes, target_codes: Codes,
+                     prompt_weight: float = 0.0) -> Example:
+    """Continuation pair: :func:`continue_prompt` -> ``c… </audio> <eos>``; codes ``[K, F]``, same K."""
+    _check_k(prompt_codes, target_codes)
+    target = [*vocab.codes_to_ids(target_codes), vocab.token_id("</audio>"), vocab.eos_id]
+    return _example(continue_prompt(vocab, prompt_codes), target, prompt_weight)
+
+
+def task_of(vocab: Vocabulary, input_ids: TokenIds) -> str:
+    """The task a prompt asks for: its first id after any left padding / ``<bos>`` is a task token."""
+    for i in torch.as_tensor(input_ids).reshape(-1).tolist():
+        if i in (vocab.pad_id, vocab.bos_id):
+            continue
+        for task in TASKS:
+            if i == vocab.task_id(task):
+                return task
+        break
+    raise VocabularyError("the prompt does not start with a task token (<asr> <tts> <s2st> <slu> <continue>)")
+
+
+# --- output grammar ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutputState:
+    """Where a task's output stands, read from the ids generated so far (which must follow the grammar)."""
+
+    done: bool  # <eos> written
+    text_open: bool
+    text_closed: bool
+    audio_open: bool  # <audio> written (always true for continuation: the prompt opens it)
+    audio_closed: bool
+    n_codec: int  # codec ids written
+
+
+def output_state(vocab: Vocabulary, task: str, generated: TokenIds) -> OutputState:
+    """Summarize generated ids ``[G]`` into an :class:`OutputState` (vectorized: cheap at every step)."""
+    g = torch.as_tensor(generated).reshape(-1)
+
+    def seen(name: str) -> bool:
+        return bool((g == vocab.token_id(name)).any())
+
+    return OutputState(
+        done=bool((g == vocab.eos_id).any()),
+        text_open=seen("<text>"), text_closed=seen("</text>"),
+        audio_open=task == "continue" or seen("<audio>"), audio_closed=seen("</audio>"),
+        n_codec=int(((g >= vocab.codec.start) & (g < vocab.codec.end)).sum()),
+    )
+
+
+def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codebooks: int | None = None,
+                 remaining: int | None = None, min_frames: int = 1, s2st_text: bool | None = None,
+                 ) -> list[TokenRange]:
+    """Id ranges the task may emit after ``generated`` (the output so far, prompt excluded).
+
+    Text tasks: ``<text>``, then text ids or ``</text>``, then ``<eos>``. Audio: the codec range of the
+    codebook whose turn it is in frame order; ``</audio>`` only at a frame boundary after ``min_frames``
+    frames; then ``<eos>``. S2ST may write ``<text> … </text>`` before its audio (``s2st_text``: ``None``
+    either way, ``True`` required, ``False`` never). After ``<eos>`` only ``<eos>`` (batch padding).
+
+    With ``remaining`` (ids that may still be written, this one included) a move is allowed only if the
+    output can still be closed properly afterwards, so a budget cut never leaves half a frame. If the
+    budget is too small for any proper ending the budget is ignored.
+
+    Args:
+        num_codebooks: K of the audio stream (defaults to ``vocab.num_codebooks``).
+    """
+    if task not in TASKS:
+        raise VocabularyError(f"unknown task {task!r}; known: {TASKS}")
+    k = vocab.num_codebooks if num_codebooks is None else num_codebooks
+    s = output_state(vocab, task, generated)
+    one = {name: TokenRange(vocab.token_id(name), vocab.token_id(name) + 1)
+           for name in ("<eos>", "<text>", "</text>", "<audio>", "</audio>")}
+    audio_min = min_frames * k  # codec ids in the shortest proper audio
+
+    def audio_cost(n: int) -> int:  # ids still needed after n codec ids: finish the frame(s), </audio>, <eos>
+        return max(math.ceil(n / k) * k, audio_min) - n + 2
+
+    # (ranges, ids still needed to finish after taking this move)
+    moves: list[tuple[TokenRange, int]]
+    if s.done or s.audio_closed or (task in TEXT_TASKS and s.text_closed):
+        moves = [(one["<eos>"], 0)]
+    elif task in TEXT_TASKS and not s.text_open:
+        moves = [(one["<text>"], 2)]
+    elif task in TEXT_TASKS:
+        moves = [(vocab.text, 2), (one["</text>"], 1)]
+    elif s.audio_open:
+        phase = s.n_codec % k
+        moves = [(vocab.codebook(phase), audio_cost(s.n_codec + 1))]
+        if phase == 0 and s.n_codec >= audio_min:
+            moves.append((one["</audio>"], 1))
+    elif task == "s2st" and s.text_open and not s.text_closed:
+        moves = [(vocab.text, audio_min + 4), (one["</text>"], audio_min + 3)]
+    elif task == "s2st" and not s.text_closed and s2st_text is not False:
+        moves = [(one["<text>"], audio_min + 4)]
+        if s2st_text is None:
+            moves.append((one["<audio>"], audio_min + 2))
+    else:  # tts before its audio; s2st after its text or without one
+        moves = [(one["<audio>"], audio_min + 2)]
+
+    if remaining is not None:
+        affordable = [r for r, cost in moves if 1 + cost <= remaining]
+        if affordable:
+            return affordable
+    return [r for r, _ in moves]
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    """A task's generated ids, read back.
+
+    Attributes:
+        text: the ``<text>`` segment decoded (``None`` when there is none).
+        codes: ``[K, F]`` codes of the audio segment (``None`` when there is none).
+        complete: the output ended with ``<eos>`` after closing its segments.
+    """
+
+    text: str | None
+    codes: torch.Tensor | None
+    complete: bool
+
+
+def parse_output(vocab: Vocabulary, task: str, generated: TokenIds, num_codebooks: int | None = None) -> TaskOutput:
+    """Split generated ids ``[G]`` into text and codes ``[K, F]`` (an unfinished trailing frame is dropped)."""
+    ids = torch.as_tensor(generated).reshape(-1).tolist()
+    s = output_state(vocab, task, ids)
+    text = None
+    if s.text_open:
+        start = ids.index(vocab.token_id("<text>")) + 1
+        end = ids.index(vocab.token_id("</text>")) if s.text_closed else len(ids)
+        text = vocab.decode_text(ids[start:end])
+    codes = None
+    if s.audio_open and task in AUDIO_TASKS:
+        codec_ids = [i for i in ids if i in vocab.codec]
+        codes = vocab.ids_to_codes(codec_ids, num_codebooks)
+    closed = s.audio_closed if task in AUDIO_TASKS else s.text_closed
+    return TaskOutput(text, codes, s.done and closed)
