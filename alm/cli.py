@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from alm.api import AudioLanguageModel
 
 app = typer.Typer(help="alm: one audio-language model for ASR, TTS, speech translation, SLU and continuation.",
                   no_args_is_help=True, add_completion=False)
@@ -118,6 +124,169 @@ def codec_train(
 
     train(corpus, out, TrainCodecConfig(steps=steps, batch_size=batch_size, adv_start=adv_start, threads=threads))
     typer.echo(f"codec saved to {out / 'final'}")
+
+
+# --- the model's tasks ---------------------------------------------------------------------------------------
+# Options shared by the task commands (typer reads these defaults; reusing one object per option is fine).
+MODEL_OPT = typer.Option(None, "--model", help="Checkpoint directory (default: the shipped model).")
+DEVICE_OPT = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda.")
+STRATEGY_OPT = typer.Option("greedy", "--strategy", help="greedy, beam, sample, top_k or top_p.")
+TEMPERATURE_OPT = typer.Option(None, "--temperature", help="Sampling temperature (sampling strategies).")
+TOP_K_OPT = typer.Option(None, "--top-k", help="Keep the k likeliest ids (sampling strategies).")
+TOP_P_OPT = typer.Option(None, "--top-p", help="Nucleus mass (sampling strategies).")
+REPETITION_OPT = typer.Option(None, "--repetition-penalty", help="> 1 discourages repeats.")
+BEAMS_OPT = typer.Option(None, "--num-beams", help="Beams (--strategy beam).")
+MAX_NEW_OPT = typer.Option(None, "--max-new-tokens", help="Cap on generated ids (default: from the input).")
+SEED_OPT = typer.Option(None, "--seed", help="Seed for sampling.")
+AUDIO_EXTS = (".wav", ".flac", ".ogg")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"Error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input, a bad checkpoint or bad options end the command with their message, not a traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as e:  # AudioInputError, CheckpointError, VocabularyError are ValueErrors
+        raise _fail(str(e)) from e
+
+
+def _load(model: Path | None, device: str) -> AudioLanguageModel:
+    from transformers.utils import logging as hf_logging
+
+    from alm.api import load
+
+    hf_logging.disable_progress_bar()
+    with _user_errors():
+        return load(model, device=device)
+
+
+def _options(strategy: str, temperature: float | None, top_k: int | None, top_p: float | None,
+             repetition_penalty: float | None, num_beams: int | None, max_new_tokens: int | None,
+             seed: int | None) -> dict[str, Any]:
+    from alm.api import GenerationOptions
+
+    opts = dict(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
+                repetition_penalty=repetition_penalty, num_beams=num_beams, max_new_tokens=max_new_tokens, seed=seed)
+    try:
+        GenerationOptions(**opts)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix.lower() not in AUDIO_EXTS:
+        raise typer.BadParameter(f"{out}: the output must end in {', '.join(AUDIO_EXTS)}", param_hint="-o")
+
+
+@app.command("transcribe")
+def transcribe(
+    files: list[Path] = typer.Argument(..., help="Audio files."),
+    language: str | None = typer.Option(None, "--language", "-l", help="en or es (default: detected)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per file."),
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
+    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
+    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
+    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+) -> None:
+    """Speech to text."""
+    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    alm_model = _load(model, device)
+    for f in files:
+        with _user_errors():
+            r = alm_model.transcribe(f, language=language, **opts)
+        if as_json:
+            typer.echo(json.dumps({"file": str(f), "text": r.text, "language": r.language}, ensure_ascii=False))
+        else:
+            typer.echo(r.text if len(files) == 1 else f"{f}\t{r.text}")
+
+
+@app.command("synthesize")
+def synthesize(
+    text: str = typer.Argument(..., help="Text to speak."),
+    out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    language: str = typer.Option("en", "--language", "-l", help="en or es."),
+    voice: Path | None = typer.Option(None, "--voice", help="Recording whose voice to use (first 3 s)."),
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
+    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
+    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
+    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+) -> None:
+    """Text to speech (16 kHz)."""
+    _check_out(out)
+    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    alm_model = _load(model, device)
+    with _user_errors():
+        r = alm_model.synthesize(text, language=language, voice=voice, **opts)
+        r.save(out)
+    typer.echo(f"{out} ({r.duration:.2f} s)")
+
+
+@app.command("translate")
+def translate(
+    file: Path = typer.Argument(..., help="Speech to translate."),
+    to: str = typer.Option(..., "--to", help="Target language: en or es."),
+    out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    source: str | None = typer.Option(None, "--from", help="Source language (default: detected)."),
+    voice: Path | None = typer.Option(None, "--voice", help="Voice to speak in (default: the speaker's own)."),
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
+    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
+    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
+    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+) -> None:
+    """Speech in one language to speech in another (prints the target text when the model writes one)."""
+    _check_out(out)
+    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    alm_model = _load(model, device)
+    with _user_errors():
+        r = alm_model.translate_speech(file, target_language=to, source_language=source, voice=voice, **opts)
+        r.save(out)
+    if r.text is not None:
+        typer.echo(r.text)
+    typer.echo(f"{out} ({r.duration:.2f} s)")
+
+
+@app.command("understand")
+def understand(
+    file: Path = typer.Argument(..., help="A spoken command."),
+    language: str = typer.Option("en", "--language", "-l", help="en or es."),
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
+    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
+    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
+    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+) -> None:
+    """Intent and slots of a spoken command, as JSON."""
+    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    alm_model = _load(model, device)
+    with _user_errors():
+        r = alm_model.understand(file, language=language, **opts)
+    typer.echo(json.dumps({"intent": r.intent, "slots": r.slots, "text": r.text}, ensure_ascii=False))
+
+
+@app.command("continue")
+def continue_(
+    file: Path = typer.Argument(..., help="Speech to continue."),
+    out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    seconds: float = typer.Option(3.0, "--seconds", help="Seconds of new speech."),
+    include_prompt: bool = typer.Option(False, "--include-prompt", help="Write the prompt before the continuation."),
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
+    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
+    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
+    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+) -> None:
+    """More speech in the voice of FILE."""
+    _check_out(out)
+    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    alm_model = _load(model, device)
+    with _user_errors():
+        r = alm_model.continue_speech(file, seconds=seconds, include_prompt=include_prompt, **opts)
+        r.save(out)
+    typer.echo(f"{out} ({r.duration:.2f} s)")
 
 
 def main() -> None:

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from codec.audio import SAMPLE_RATE, AudioInfo, AudioInputError, audio_info, load_audio, save_audio
 from codec.base import AudioTokenizer
 from codec.features import FeatureConfig, log_mel, mfcc
-
-if TYPE_CHECKING:
-    from codec.units import UnitTokenizer
+from codec.units import UnitTokenizer, collapse_repeats
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -33,12 +30,17 @@ def load_codec(path: str | os.PathLike | None = None, device: str = "cpu") -> Au
     return AudioTokenizer.from_pretrained(path or PRETRAINED_DIR / "codec", device=device)
 
 
-def load_units(path: str | os.PathLike | None = None) -> UnitTokenizer:
-    """The shipped HuBERT-style unit tokenizer (iteration 2, ``codec/pretrained/units/hubert``), or the one
-    saved at ``path``."""
-    from codec.units import UnitTokenizer
+def load_units(path: str | os.PathLike | None = None, kind: str = "mfcc") -> UnitTokenizer:
+    """A shipped unit tokenizer, or the one saved at ``path``.
 
-    return UnitTokenizer.from_pretrained(path or PRETRAINED_DIR / "units" / "hubert")
+    ``kind`` picks the shipped one: ``"mfcc"`` (iteration 1, k-means over MFCCs; the default because it
+    measured best against phone labels so far, see ``codec/pretrained/units/QUALITY.md``) or ``"hubert"``
+    (iteration 2, k-means over a small HuBERT's features).
+    """
+    if path is None and kind not in ("mfcc", "hubert"):
+        raise ValueError(f"kind must be 'mfcc' or 'hubert', got {kind!r}")
+    return UnitTokenizer.from_pretrained(path or PRETRAINED_DIR / "units" / kind)
+
 
 __all__ = [
     "PRETRAINED_DIR",
@@ -47,7 +49,9 @@ __all__ = [
     "AudioInputError",
     "AudioTokenizer",
     "FeatureConfig",
+    "UnitTokenizer",
     "audio_info",
+    "collapse_repeats",
     "load_audio",
     "load_codec",
     "load_units",

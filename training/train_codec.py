@@ -49,10 +49,10 @@ class TrainCodecConfig:
     steps: int = 20000
     batch_size: int = 8
     segment_seconds: float = 1.0
-    lr: float = 3e-4
+    lr: float = 1e-3
     max_hours: float = 4.0  # train audio held in memory (int16)
     adv_start: int | None = None  # step at which the adversarial stage starts; None: never
-    lambda_time: float = 0.1
+    lambda_time: float = 1.0  # 0.1 (EnCodec's) left the decoder on an input-independent plateau for 1000s of steps
     lambda_mel: float = 1.0
     lambda_commit: float = 1.0
     lambda_adv: float = 0.1

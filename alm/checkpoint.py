@@ -1,0 +1,217 @@
+"""The checkpoint directory: everything one trained audio-language model needs, saved and loaded as one unit.
+
+Layout (DESIGN.md, "Checkpoint directory")::
+
+    CKPT/config.json, CKPT/model.safetensors   AlmForCausalLM.save_pretrained (AlmConfig: vocab_layout,
+                                               num_codebooks, input_speech, schema_version)
+    CKPT/tokenizer.json, CKPT/vocab.json        Vocabulary.save
+    CKPT/codec/                                 AudioTokenizer.save_pretrained (config.json + model.safetensors)
+    CKPT/units/                                 UnitTokenizer.save_pretrained (config.json + model.safetensors)
+    CKPT/extra.json                             optional: training provenance (steps, data, metrics), free-form JSON
+
+:func:`save_checkpoint` writes the whole directory under a temporary name beside the target, fsyncs it and
+renames it into place, so a reader sees the old checkpoint or the new one, never half of one.
+:func:`load_checkpoint` checks that every piece is there and that the pieces agree (vocabulary layout vs.
+model config, codec and unit sizes vs. vocabulary), and raises :class:`CheckpointError` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from alm.config import AlmConfig
+from alm.model import AlmForCausalLM
+from alm.vocab import CONFIG_FILE, TOKENIZER_FILE, Vocabulary, VocabularyError
+
+if TYPE_CHECKING:
+    from codec.base import AudioTokenizer
+    from codec.units import UnitTokenizer
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # a sharded save writes this instead of WEIGHTS_FILE
+CODEC_DIR = "codec"
+UNITS_DIR = "units"
+EXTRA_FILE = "extra.json"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "pretrained" / "default"
+
+
+class CheckpointError(ValueError):
+    """A directory that is not a usable checkpoint; the message names what is missing or inconsistent."""
+
+
+def save_checkpoint(directory: str | os.PathLike, model: AlmForCausalLM, vocab: Vocabulary,
+                    codec: AudioTokenizer, units: UnitTokenizer, extra: dict[str, Any] | None = None) -> Path:
+    """Save a complete checkpoint atomically (temporary directory, fsync, rename over ``directory``).
+
+    Args:
+        directory: the checkpoint directory; an existing one is replaced as a whole.
+        model: the decoder (a wrapper with ``.module``, as DeepSpeed/DDP make, is unwrapped).
+        vocab: its vocabulary, with the text tokenizer.
+        codec: the audio tokenizer whose codes the model reads and writes.
+        units: the unit tokenizer whose units the model reads.
+        extra: JSON-serializable provenance (training step, data, metrics), saved as ``extra.json``.
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        CheckpointError: the pieces do not fit together (nothing is written then).
+    """
+    model = getattr(model, "module", model)
+    _check_consistent(model.config, vocab, codec, units, where="the pieces to save")
+    extra_text = None if extra is None else json.dumps(extra, indent=2, ensure_ascii=False) + "\n"
+
+    out = Path(directory)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        vocab.save(tmp)
+        codec.save_pretrained(tmp / CODEC_DIR)
+        units.save_pretrained(tmp / UNITS_DIR)
+        if extra_text is not None:
+            (tmp / EXTRA_FILE).write_text(extra_text, encoding="utf-8")
+        _fsync_tree(tmp)
+        tmp.chmod(0o755)  # mkdtemp made it 0700; a checkpoint is shared like any model
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("saved checkpoint %s", out)
+    return out
+
+
+def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "cpu", *,
+                    model: AlmForCausalLM | None = None,
+                    ) -> tuple[AlmForCausalLM, Vocabulary, AudioTokenizer, UnitTokenizer]:
+    """Load ``(model, vocab, codec, units)`` from a checkpoint directory, all in eval mode on ``device``.
+
+    The codec is set to use the model's ``num_codebooks``.
+
+    Args:
+        directory: a directory written by :func:`save_checkpoint`.
+        device: where the networks go.
+        model: a decoder already loaded from this directory (e.g. by ``transformers.pipeline``), used
+            instead of loading the weights again.
+
+    Raises:
+        CheckpointError: the directory is missing, lacks pieces (all of them are named), or its pieces
+            disagree with each other.
+    """
+    from codec import load_codec, load_units  # lazily: the codec's network modules load on demand
+
+    d = Path(directory)
+    check_checkpoint_dir(d)
+    try:
+        if model is None:
+            model = AlmForCausalLM.from_pretrained(d)
+        vocab = Vocabulary.load(d)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{d}: cannot load the model or vocabulary: {e}") from e
+    try:
+        codec = load_codec(d / CODEC_DIR, device=str(device))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{d / CODEC_DIR}: cannot load the codec: {e}") from e
+    try:
+        units = load_units(d / UNITS_DIR).to(device)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{d / UNITS_DIR}: cannot load the unit tokenizer: {e}") from e
+    _check_consistent(model.config, vocab, codec, units, where=str(d))
+    codec.set_num_codebooks(int(model.config.num_codebooks))
+    return model.to(device).eval(), vocab, codec.eval(), units.eval()
+
+
+def read_extra(directory: str | os.PathLike) -> dict[str, Any]:
+    """The ``extra`` dict saved with a checkpoint (``{}`` when none was)."""
+    p = Path(directory) / EXTRA_FILE
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+
+def check_checkpoint_dir(directory: str | os.PathLike) -> Path:
+    """Raise :class:`CheckpointError` unless ``directory`` holds every file of a checkpoint; returns it."""
+    d = Path(directory)
+    if not d.exists():
+        if d.resolve() == DEFAULT_CHECKPOINT:
+            raise CheckpointError(
+                f"the shipped default model is missing: {d} does not exist. Train one (`alm train alm --config "
+                f"...`, see training/) and save it there with alm.save_checkpoint(...), or load another "
+                f"checkpoint directory with alm.load('path/to/checkpoint')")
+        raise CheckpointError(f"no checkpoint at {d}: the directory does not exist")
+    if not d.is_dir():
+        raise CheckpointError(f"{d} is a file, not a checkpoint directory")
+    missing = [name for name in (CONFIG_FILE, TOKENIZER_FILE) if not (d / name).is_file()]
+    if not (d / WEIGHTS_FILE).is_file() and not (d / WEIGHTS_INDEX_FILE).is_file():
+        missing.append(WEIGHTS_FILE)
+    for sub in (CODEC_DIR, UNITS_DIR):
+        missing += [f"{sub}/{name}" for name in (CONFIG_FILE, WEIGHTS_FILE) if not (d / sub / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{d} is not a complete alm checkpoint: missing {', '.join(missing)}")
+    try:
+        model_type = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{d / CONFIG_FILE} is not a JSON object: {e}") from e
+    if model_type != "alm":
+        raise CheckpointError(f"{d / CONFIG_FILE} describes a {model_type!r} model, not an alm checkpoint")
+    return d
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+def _check_consistent(config: AlmConfig, vocab: Vocabulary, codec: AudioTokenizer, units: UnitTokenizer,
+                      where: str) -> None:
+    problems = []
+    try:
+        layout = config.vocabulary()
+    except (ValueError, VocabularyError) as e:
+        raise CheckpointError(f"{where}: the model config has no usable vocabulary layout: {e}") from e
+    if layout.to_dict() != vocab.to_dict():
+        problems.append(f"the model was built for vocabulary layout {layout.to_dict()} but the vocabulary is "
+                        f"{vocab.to_dict()}")
+    if codec.cardinality != vocab.cardinality:
+        problems.append(f"codec has {codec.cardinality} codes per codebook, the vocabulary {vocab.cardinality}")
+    if codec.max_codebooks < config.num_codebooks:
+        problems.append(f"codec has {codec.max_codebooks} codebooks, the model uses {config.num_codebooks}")
+    if units.num_units != vocab.num_units:
+        problems.append(f"unit tokenizer has {units.num_units} units, the vocabulary {vocab.num_units}")
+    if problems:
+        raise CheckpointError(f"{where}: the pieces do not fit together: " + "; ".join(problems))
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):  # files before the directories that hold them
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``. A directory cannot be renamed over a non-empty one, so an existing target
+    is first moved aside and deleted after the swap; only in between does ``target`` not exist."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        os.replace(target, old / target.name)
+    os.replace(new, target)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,394 @@
+"""HuBERT-style discrete speech units at 50 Hz: k-means over MFCCs (iteration 1) or over a small HuBERT (iteration 2).
+
+A :class:`UnitTokenizer` turns a 16 kHz waveform into one unit per 20 ms (``HOP_LENGTH = 320`` samples)::
+
+    F = ceil(T / 320)          # unit f describes samples [320 f, 320 f + 320), centred on 320 f + 160
+
+Short input is zero-padded up to ``320 F`` samples, so even one sample gives one unit. Two kinds of features
+feed the k-means codebook (``config.kind``):
+
+- ``"mfcc"`` (HuBERT iteration 1): 13 MFCCs with deltas and delta-deltas (39 dims) from
+  :func:`codec.features.mfcc` at 100 frames/s. MFCC frame ``j`` is centred on sample ``160 j``, so unit ``f``'s
+  centre is MFCC frame ``2f + 1``; the 50 Hz feature is the triangular pooling ``(m[2f] + 2 m[2f+1] +
+  m[2f+2]) / 4`` of the three frames around that centre. Pooling (not stacking pairs) keeps 39 dimensions, which
+  the deltas already make dynamic, and centres each feature exactly on its 20 ms frame.
+- ``"hubert"`` (iteration 2): the hidden states of transformer layer ``config.feature_layer`` of a small
+  :class:`transformers.HubertModel` whose convolutional front end has a total stride of 320 samples. The input
+  is padded by half the excess receptive field on each side (``(400 - 320) / 2 = 40`` samples with the default
+  kernels), so conv frame ``f`` is centred on sample ``320 f + 160`` and exactly ``F`` frames come out.
+
+Both kinds are mean/variance normalised with statistics of the training features, then assigned to the nearest
+k-means centroid (squared Euclidean distance). A tokenizer directory holds ``config.json`` (``"kind"``,
+sizes, the HuBERT architecture) and ``model.safetensors`` (``centroids [K, D]``, ``feat_mean [D]``,
+``feat_std [D]`` and, for ``"hubert"``, the HuBERT weights); nothing is unpickled. HuBERT weights are stored as
+float16 (``weights_dtype``) to keep the shipped files small; the constructor rounds the weights to that dtype so
+units computed before saving are the units computed after loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import soxr
+import torch
+from safetensors.torch import save_file
+from transformers import HubertConfig, HubertModel
+
+from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, RESAMPLE_QUALITY, AudioInputError
+from codec.base import CONFIG_NAME, WEIGHTS_NAME, _atomic, read_pretrained
+from codec.features import mfcc
+
+SAMPLE_RATE = 16000  # Hz
+FRAME_RATE = 50  # units per second
+HOP_LENGTH = SAMPLE_RATE // FRAME_RATE  # 320 samples = 20 ms per unit
+MFCC_HOP = 160  # 10 ms: two MFCC frames per unit
+KINDS = ("mfcc", "hubert")
+SCHEMA_VERSION = 1
+# Attention cost grows with the square of the length: longer input is encoded in chunks of 60 s (3000 frames).
+# The conv front end still sees the real neighbouring samples at chunk edges; only attention context is cut.
+CHUNK_FRAMES = 60 * FRAME_RATE
+# HubertConfig fields that define the architecture; together they rebuild the network (dropouts are training-only).
+HUBERT_ARCH_KEYS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "conv_dim",
+    "conv_stride", "conv_kernel", "conv_bias", "feat_extract_norm", "feat_extract_activation",
+    "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "do_stable_layer_norm", "layer_norm_eps",
+    "feat_proj_layer_norm", "mask_time_prob", "mask_time_length",
+)
+
+
+@dataclass
+class UnitConfig:
+    """What a saved :class:`UnitTokenizer` is; ``config.json`` holds these fields (plus ``tokenizer_class``).
+
+    Attributes:
+        kind: ``"mfcc"`` (iteration 1) or ``"hubert"`` (iteration 2).
+        num_units: k-means clusters ``K``; units are in ``[0, K)``.
+        feature_dim: ``D`` of the clustered features (39 for MFCC, the HuBERT hidden size otherwise).
+        n_mfcc: cepstral coefficients before deltas (``"mfcc"`` only).
+        n_mels: mel bands under the cepstrum (``"mfcc"`` only).
+        feature_layer: transformer layer whose output is clustered, 1-based (``"hubert"`` only).
+        hubert: the HuBERT architecture, :data:`HUBERT_ARCH_KEYS` of a ``HubertConfig`` (``"hubert"`` only).
+        weights_dtype: storage dtype of the HuBERT weights, ``"float16"`` or ``"float32"``.
+        info: provenance (training data, steps, losses); never used to rebuild the model.
+    """
+
+    kind: str
+    num_units: int
+    feature_dim: int
+    n_mfcc: int = 13
+    n_mels: int = 40
+    feature_layer: int | None = None
+    hubert: dict[str, Any] | None = None
+    weights_dtype: str = "float16"
+    sample_rate: int = SAMPLE_RATE
+    frame_rate: int = FRAME_RATE
+    schema_version: int = SCHEMA_VERSION
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"unit config schema_version {self.schema_version} is not {SCHEMA_VERSION}")
+        if (self.sample_rate, self.frame_rate) != (SAMPLE_RATE, FRAME_RATE):
+            raise ValueError(f"units are {SAMPLE_RATE} Hz audio at {FRAME_RATE} frames/s, got "
+                             f"{self.sample_rate} Hz / {self.frame_rate} frames/s")
+        if self.num_units < 2 or self.feature_dim < 1:
+            raise ValueError(f"need num_units >= 2 and feature_dim >= 1, got {self.num_units}, {self.feature_dim}")
+        if self.weights_dtype not in ("float16", "float32"):
+            raise ValueError(f"weights_dtype must be 'float16' or 'float32', got {self.weights_dtype!r}")
+        if self.kind == "mfcc" and self.feature_dim != 3 * self.n_mfcc:
+            raise ValueError(f"MFCC units use {self.n_mfcc} coefficients with deltas: feature_dim must be "
+                             f"{3 * self.n_mfcc}, got {self.feature_dim}")
+        if self.kind == "hubert":
+            if self.hubert is None:
+                raise ValueError("hubert units need the HuBERT architecture in config.hubert")
+            layers, hidden = self.hubert["num_hidden_layers"], self.hubert["hidden_size"]
+            if self.feature_layer is None or not 1 <= self.feature_layer <= layers:
+                raise ValueError(f"feature_layer must be in 1..{layers}, got {self.feature_layer}")
+            if self.feature_dim != hidden:
+                raise ValueError(f"feature_dim {self.feature_dim} must equal the hidden size {hidden}")
+
+
+def small_hubert_config(
+    hidden_size: int = 256,
+    num_layers: int = 6,
+    num_heads: int = 4,
+    intermediate_size: int = 1024,
+    conv_dim: int = 128,
+    **overrides: Any,
+) -> HubertConfig:
+    """A small HuBERT (about 5.3M parameters with the defaults) with 20 ms frames.
+
+    The conv front end is HuBERT's (kernels ``10,3,3,3,3,2,2``, strides ``5,2,2,2,2,2,2``: total stride 320
+    samples, receptive field 400 samples = 25 ms) at ``conv_dim`` channels; the transformer is pre-layer-norm
+    (``do_stable_layer_norm``), which trains from scratch without a long warmup.
+
+    Args:
+        hidden_size, num_layers, num_heads, intermediate_size: transformer size.
+        conv_dim: channels of every conv layer of the front end.
+        **overrides: any other ``HubertConfig`` field (dropouts, ``num_conv_pos_embeddings``, ...).
+    """
+    kwargs: dict[str, Any] = {
+        "hidden_size": hidden_size, "num_hidden_layers": num_layers, "num_attention_heads": num_heads,
+        "intermediate_size": intermediate_size, "conv_dim": (conv_dim,) * 7, "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+        "conv_kernel": (10, 3, 3, 3, 3, 2, 2), "num_conv_pos_embeddings": 64,
+        "num_conv_pos_embedding_groups": min(16, hidden_size), "do_stable_layer_norm": True,
+        "feat_extract_norm": "group", "layerdrop": 0.0, "hidden_dropout": 0.1, "attention_dropout": 0.1,
+        "activation_dropout": 0.0, "feat_proj_dropout": 0.0, "mask_time_prob": 0.65, "mask_time_length": 10,
+    }
+    kwargs.update(overrides)
+    return HubertConfig(**kwargs)
+
+
+def hubert_arch(config: HubertConfig) -> dict[str, Any]:
+    """The JSON-serializable architecture of ``config`` (:data:`HUBERT_ARCH_KEYS`)."""
+    d = config.to_dict()
+    return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in HUBERT_ARCH_KEYS}
+
+
+def hubert_padding(config: HubertConfig) -> tuple[int, int]:
+    """Zero samples to add ``(left, right)`` of a ``[B, 320 F]`` input so the front end yields exactly ``F`` frames.
+
+    The receptive field is ``R = 1 + sum_i (k_i - 1) * prod_{j<i} s_j`` (400 for HuBERT's kernels); an input of
+    ``320 (F - 1) + R`` samples gives ``F`` frames, frame ``f`` centred on sample ``320 f + 160`` of the original.
+    """
+    stride, field_ = 1, 1
+    for k, s in zip(config.conv_kernel, config.conv_stride, strict=True):
+        field_ += (k - 1) * stride
+        stride *= s
+    if stride != HOP_LENGTH or field_ < HOP_LENGTH:
+        raise ValueError(f"the conv front end must have total stride {HOP_LENGTH} and a receptive field of at "
+                         f"least {HOP_LENGTH} samples, got stride {stride}, field {field_}")
+    extra = field_ - HOP_LENGTH
+    return extra // 2, extra - extra // 2
+
+
+def num_frames(num_samples: int) -> int:
+    """Units for ``num_samples`` samples at 16 kHz: ``ceil(T / 320)``."""
+    return -(-num_samples // HOP_LENGTH)
+
+
+def collapse_repeats(units: torch.Tensor | np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge runs of the same unit: ``[5, 5, 7, 5] -> ([5, 7, 5], [2, 1, 1])``.
+
+    Args:
+        units: ``[F]`` integer units.
+
+    Returns:
+        ``(units [F'], durations [F'])`` int64; ``units.repeat_interleave(durations)`` gives the input back.
+    """
+    u = torch.as_tensor(units).reshape(-1).long()
+    if u.numel() == 0:
+        return u, torch.zeros(0, dtype=torch.long)
+    out, durations = torch.unique_consecutive(u, return_counts=True)
+    return out, durations
+
+
+class UnitTokenizer(torch.nn.Module):
+    """Waveform -> discrete units at 50 Hz (k-means over MFCC or HuBERT features).
+
+    Build one with :func:`training.train_units.fit_mfcc_units` / ``fit_hubert_units``, or load a saved one with
+    :meth:`from_pretrained`.
+
+    Args:
+        config: what the tokenizer is (kind, number of units, feature sizes).
+        hubert: the trained network for ``"hubert"`` units (``None``: a randomly initialised one of
+            ``config.hubert``'s architecture, to be overwritten by loaded weights). Its weights are rounded to
+            ``config.weights_dtype`` in place.
+    """
+
+    sample_rate: ClassVar[int] = SAMPLE_RATE
+    frame_rate: ClassVar[int] = FRAME_RATE
+    hop_length: ClassVar[int] = HOP_LENGTH
+
+    def __init__(self, config: UnitConfig, hubert: HubertModel | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("centroids", torch.zeros(config.num_units, config.feature_dim))  # [K, D]
+        self.register_buffer("feat_mean", torch.zeros(config.feature_dim))  # [D]
+        self.register_buffer("feat_std", torch.ones(config.feature_dim))  # [D]
+        self.hubert: HubertModel | None = None
+        if config.kind == "hubert":
+            assert config.hubert is not None
+            hcfg = HubertConfig(**config.hubert)
+            if hubert is None:
+                hubert = HubertModel(hcfg)
+            elif hubert_arch(hubert.config) != hubert_arch(hcfg):
+                raise ValueError("the HuBERT model does not match config.hubert")
+            if config.weights_dtype == "float16":
+                with torch.no_grad():
+                    for p in hubert.parameters():
+                        p.copy_(p.half().float())
+            self.hubert = hubert.float().eval()
+            self._pad = hubert_padding(hcfg)
+
+    # --- properties ----------------------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """``"mfcc"`` or ``"hubert"``."""
+        return self.config.kind
+
+    @property
+    def num_units(self) -> int:
+        """Vocabulary size ``K``: units are in ``[0, K)``."""
+        return self.config.num_units
+
+    @property
+    def device(self) -> torch.device:
+        return self.centroids.device
+
+    def train(self, mode: bool = True) -> UnitTokenizer:
+        """A fitted tokenizer is frozen: it stays in eval mode (no dropout) even inside a module being trained."""
+        return super().train(False)
+
+    # --- public API ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(
+        self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None, collapse: bool = False
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Units of one waveform or of a batch.
+
+        Args:
+            wav: ``[T]`` or ``[B, T]`` float waveform in ``[-1, 1]`` (louder input is clipped).
+            sample_rate: rate of ``wav`` in Hz (``None``: 16 kHz); other rates are resampled with soxr.
+            collapse: merge runs of repeated units (see :func:`collapse_repeats`).
+
+        Returns:
+            int64 ``[F]`` with ``F = ceil(T16 / 320)`` (``T16``: length at 16 kHz), or for ``[B, T]`` input a list
+            of ``B`` such tensors; shorter ``[F']`` when ``collapse``. Values in ``[0, num_units)``, on CPU.
+
+        Raises:
+            AudioInputError: empty, NaN/Inf, non-float, wrong rank, or an absurd ``sample_rate``.
+        """
+        single = getattr(wav, "ndim", None) == 1
+        units = [self.assign(f).cpu() for f in self.features(wav, sample_rate)]
+        if collapse:
+            units = [collapse_repeats(u)[0] for u in units]
+        return units[0] if single else units
+
+    @torch.no_grad()
+    def features(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None) -> list[torch.Tensor]:
+        """The un-normalised features the codebook clusters, one ``[F, D]`` float32 tensor per waveform.
+
+        Args:
+            wav, sample_rate: as in :meth:`encode`.
+        """
+        x = self.prepare(wav, sample_rate)  # [B, T]
+        if self.kind == "mfcc":
+            return [self._mfcc_features(row) for row in x]
+        return list(self._hubert_features(x).unbind(0))
+
+    def assign(self, feats: torch.Tensor) -> torch.Tensor:
+        """Nearest centroid of normalised ``[F, D]`` features -> ``[F]`` int64 units."""
+        z = (feats.to(self.device) - self.feat_mean) / self.feat_std  # [F, D]
+        c = self.centroids  # [K, D]
+        dist = c.pow(2).sum(1)[None, :] - 2.0 * (z @ c.T)  # [F, K]; + |z|^2 is the same for every centroid
+        return dist.argmin(dim=1)
+
+    def set_codebook(self, centroids: torch.Tensor | np.ndarray, mean: torch.Tensor | np.ndarray,
+                     std: torch.Tensor | np.ndarray) -> None:
+        """Install k-means ``centroids [K, D]`` (in normalised space) and the normalisation ``mean, std [D]``."""
+        c, m, s = (torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (centroids, mean, std))
+        if c.shape != self.centroids.shape or m.shape != self.feat_mean.shape or s.shape != self.feat_std.shape:
+            raise ValueError(f"codebook shapes {tuple(c.shape)}, {tuple(m.shape)}, {tuple(s.shape)} do not match "
+                             f"[K={self.num_units}, D={self.config.feature_dim}]")
+        if not (torch.isfinite(c).all() and torch.isfinite(m).all() and (s > 0).all()):
+            raise ValueError("codebook must be finite with a positive std")
+        self.centroids.copy_(c)
+        self.feat_mean.copy_(m)
+        self.feat_std.copy_(s)
+
+    collapse_repeats = staticmethod(collapse_repeats)
+
+    def prepare(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None) -> torch.Tensor:
+        """Check, resample to 16 kHz and clip input audio to ``[B, T]`` float32 on CPU."""
+        if not isinstance(wav, (torch.Tensor, np.ndarray)):
+            raise AudioInputError(f"expected a waveform tensor or array, got {type(wav).__name__}")
+        x = torch.as_tensor(wav)
+        if x.dim() == 1:
+            x = x[None]
+        if x.dim() != 2:
+            raise AudioInputError(f"expected a waveform [T] or a batch [B, T], got shape {tuple(x.shape)}")
+        if x.numel() == 0:
+            raise AudioInputError(f"empty audio (shape {tuple(x.shape)}): no samples to encode")
+        if not x.is_floating_point():
+            raise AudioInputError(f"expected float samples in [-1, 1], got dtype {x.dtype} (use codec.load_audio)")
+        x = x.detach().float().cpu()
+        if not torch.isfinite(x).all():
+            raise AudioInputError(f"audio contains {int((~torch.isfinite(x)).sum())} NaN or Inf samples")
+        if sample_rate is not None and sample_rate != SAMPLE_RATE:
+            if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE or sample_rate != int(sample_rate):
+                raise AudioInputError(f"absurd sample rate {sample_rate} Hz: expected an integer in "
+                                      f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
+            rows = [soxr.resample(r.numpy(), int(sample_rate), SAMPLE_RATE, quality=RESAMPLE_QUALITY) for r in x]
+            if rows[0].size == 0:
+                raise AudioInputError(f"{x.shape[-1]} samples at {sample_rate} Hz resample to none at {SAMPLE_RATE}")
+            x = torch.from_numpy(np.stack(rows).astype(np.float32))
+        return x.clamp(-1.0, 1.0)
+
+    # --- features ------------------------------------------------------------------------------------------
+    def _mfcc_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[T]`` -> ``[F, 3 * n_mfcc]``: MFCC + deltas at 100 Hz, triangular-pooled to 50 Hz (module docstring)."""
+        n = num_frames(x.shape[-1])
+        x = torch.nn.functional.pad(x, (0, n * HOP_LENGTH - x.shape[-1]))  # [320 F]
+        m = mfcc(x, SAMPLE_RATE, n_mfcc=self.config.n_mfcc, deltas=True, n_mels=self.config.n_mels,
+                 hop_length=MFCC_HOP)  # [D, 2F + 1]
+        pooled = 0.25 * m[:, 0:2 * n:2] + 0.5 * m[:, 1:2 * n:2] + 0.25 * m[:, 2:2 * n + 1:2]  # [D, F]
+        return pooled.T.contiguous()
+
+    def _hubert_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` -> ``[B, F, D]`` outputs of transformer layer ``feature_layer``, chunked past 60 s."""
+        assert self.hubert is not None and self.config.feature_layer is not None
+        n = num_frames(x.shape[-1])
+        left, right = self._pad
+        x = torch.nn.functional.pad(x, (left, n * HOP_LENGTH - x.shape[-1] + right)).to(self.device)
+        out = []
+        for a in range(0, n, CHUNK_FRAMES):
+            b = min(n, a + CHUNK_FRAMES)
+            seg = x[:, a * HOP_LENGTH: b * HOP_LENGTH + left + right]  # [B, 320 (b - a) + R - 320]
+            hidden = self.hubert(seg, output_hidden_states=True).hidden_states  # (L + 1) x [B, b - a, D]
+            out.append(hidden[self.config.feature_layer])
+        return torch.cat(out, dim=1).float()
+
+    # --- persistence ---------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory``, each atomically (temp file + rename)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        dtype = torch.float16 if self.config.weights_dtype == "float16" else torch.float32
+        state = {k: (v.to(dtype) if k.startswith("hubert.") else v).detach().cpu().contiguous()
+                 for k, v in self.state_dict().items()}
+        config = {"tokenizer_class": type(self).__name__, **asdict(self.config)}
+        _atomic(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        _atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+        for name in (WEIGHTS_NAME, CONFIG_NAME):  # mkstemp made them 0600; a shipped model is world-readable
+            (out / name).chmod(0o644)
+        return out
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> UnitTokenizer:
+        """Rebuild a tokenizer saved with :meth:`save_pretrained` (a directory with config + safetensors)."""
+        config, state = read_pretrained(directory)
+        name = config.pop("tokenizer_class", cls.__name__)
+        if name != cls.__name__:
+            raise ValueError(f"{directory}: config names tokenizer class {name!r}, not {cls.__name__}")
+        try:
+            tok = cls(UnitConfig(**config))
+        except TypeError as e:
+            raise ValueError(f"{directory}/{CONFIG_NAME} has unknown or missing fields: {e}") from e
+        missing, unexpected = tok.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{directory}: weights do not match the config (missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+        return tok.to(device).eval()
+
+    def extra_repr(self) -> str:
+        layer = f", feature_layer={self.config.feature_layer}" if self.kind == "hubert" else ""
+        return f"kind={self.kind}, num_units={self.num_units}, frame_rate={FRAME_RATE}{layer}"
+

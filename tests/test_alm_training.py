@@ -1,0 +1,295 @@
+"""ALM training on the tiny synthesized corpus: token cache, task examples, temperature sampler, train/resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from alm.model import AlmForCausalLM
+from alm.prompts import IGNORE_INDEX, Example, parse_output
+from alm.vocab import TASKS, Vocabulary, train_text_tokenizer
+from codec import load_audio, load_codec, load_units
+from codec.neural import CodecConfig, NeuralCodec
+from training.alm_data import (
+    ExampleBuilder,
+    ExampleOptions,
+    MultiTaskSampler,
+    TokenCache,
+    build_token_cache,
+    collapse,
+    temperature_probs,
+)
+from training.data import read_manifest
+from training.data.slu import format_target
+from training.train_alm import TRAINER_STATE, TrainAlmConfig, parse_args, train
+from training.train_units import fit_mfcc_units
+
+TINY_CODEC = CodecConfig(n_filters=4, dimension=16, num_codebooks=4, cardinality=64, kmeans_iters=5)
+N_UNITS = 16
+K = 2  # codebooks the model uses (of the codec's 4)
+SHARD = 8  # utterances per cache shard: several shards, so resumption is tested
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dirs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny codec (codebooks k-means-initialized by one training pass) and MFCC units, saved."""
+    out = tmp_path_factory.mktemp("tokenizers")
+    wavs = [load_audio(r["path"]) for r in read_manifest(tiny_corpus)[:8]]
+    torch.manual_seed(0)
+    codec = NeuralCodec(TINY_CODEC).train()
+    with torch.no_grad():
+        codec(torch.cat(wavs)[: 4 * 16000].reshape(4, -1))
+    codec.eval().save_pretrained(out / "codec")
+    fit_mfcc_units(wavs, n_clusters=N_UNITS, seed=0).save_pretrained(out / "units")
+    return out / "codec", out / "units"
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("token_cache")
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path], cache_root: Path) -> TokenCache:
+    return build_token_cache(tiny_corpus, load_codec(tokenizer_dirs[0]), load_units(tokenizer_dirs[1]), cache_root,
+                             shard_size=SHARD, progress=False)
+
+
+@pytest.fixture(scope="module")
+def vocab(cache: TokenCache) -> Vocabulary:
+    texts = [r["text"] for r in cache.records.values()]
+    return Vocabulary(train_text_tokenizer(texts, vocab_size=400), num_units=N_UNITS, num_codebooks=K,
+                      cardinality=TINY_CODEC.cardinality)
+
+
+# --- token cache -----------------------------------------------------------------------------------------------
+def test_cache_builds_reuses_resumes_and_invalidates(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path],
+                                                     cache_root: Path, cache: TokenCache,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    records = read_manifest(tiny_corpus)
+    assert cache.encoded == len(records) and set(cache.codes) == {r["id"] for r in records}
+    codec, units = load_codec(tokenizer_dirs[0]), load_units(tokenizer_dirs[1])
+    for r in records:
+        c, u = cache.codes[r["id"]], cache.units[r["id"]]
+        assert c.dtype == np.uint16 and u.dtype == np.uint16 and c.shape[0] == TINY_CODEC.num_codebooks
+        assert c.shape[1] == u.shape[0] and abs(u.shape[0] - r["duration"] * 50) <= 1
+    wav = load_audio(records[0]["path"])
+    assert np.array_equal(cache.codes[records[0]["id"]], codec.encode(wav[None])[0].numpy())
+    assert np.array_equal(cache.units[records[0]["id"]], units.encode(wav).numpy())
+
+    # reuse: nothing is encoded (an encode call would raise)
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cache should have been reused")
+
+    with monkeypatch.context() as m:
+        m.setattr(type(codec), "encode", refuse)
+        m.setattr(type(units), "encode", refuse)
+        again = build_token_cache(tiny_corpus, codec, units, cache_root, shard_size=SHARD, progress=False)
+    assert again.encoded == 0 and again.fingerprint == cache.fingerprint
+    assert all(np.array_equal(again.codes[i], cache.codes[i]) for i in cache.codes)
+
+    # resume: a build killed before its last shard and before cache.json redoes only what is missing
+    (cache.directory / "cache.json").unlink()
+    lost = sorted(cache.directory.glob("train-*.npz"))[-1]
+    n_lost = len(np.load(lost, allow_pickle=False)["ids"])
+    lost.unlink()
+    resumed = build_token_cache(tiny_corpus, codec, units, cache_root, shard_size=SHARD, progress=False)
+    assert resumed.encoded == n_lost < len(records)
+    assert all(np.array_equal(resumed.codes[i], cache.codes[i]) for i in cache.codes)
+
+    # a changed codec is a different cache
+    with torch.no_grad():
+        next(codec.encoder.parameters()).add_(0.05)
+    changed = build_token_cache(tiny_corpus, codec, units, cache_root, shard_size=SHARD, progress=False)
+    assert changed.fingerprint != cache.fingerprint and changed.encoded == len(records)
+    assert (cache.directory / "cache.json").is_file()  # the old one is left alone
+
+
+# --- examples --------------------------------------------------------------------------------------------------
+def _segment(vocab: Vocabulary, ids: list[int], name: str) -> list[int] | None:
+    open_, close = vocab.token_id(f"<{name}>"), vocab.token_id(f"</{name}>")
+    if open_ not in ids:
+        return None
+    i = ids.index(open_)
+    return ids[i + 1: ids.index(close, i)]
+
+
+def _check_masking(ex: Example, vocab: Vocabulary, task: str) -> None:
+    assert len(ex.input_ids) == len(ex.labels) and ex.loss_weights is None
+    assert ex.input_ids[0] == vocab.task_id(task) and ex.input_ids[-1] == vocab.eos_id
+    assert all(label == IGNORE_INDEX for label in ex.labels[: ex.prompt_len])
+    assert ex.labels[ex.prompt_len:] == ex.input_ids[ex.prompt_len:]
+
+
+def _is_window_of(window: np.ndarray, codes: np.ndarray) -> bool:
+    n = window.shape[1]
+    return any(np.array_equal(codes[:, s: s + n], window) for s in range(codes.shape[1] - n + 1))
+
+
+def test_examples_for_every_task(cache: TokenCache, vocab: Vocabulary) -> None:
+    builder = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K))
+    groups = builder.groups("train")
+    assert {task for task, _ in groups} == set(TASKS) and {lang for _, lang in groups} == {"en", "es"}
+    rng = np.random.default_rng(0)
+    voices = 0
+    for (task, _), ids in groups.items():
+        for utt in ids[:4]:
+            r, ex = cache.records[utt], builder.build(task, utt, rng)
+            _check_masking(ex, vocab, task)
+            prompt, target = ex.input_ids[: ex.prompt_len], ex.input_ids[ex.prompt_len:]
+            codes = cache.codes[utt][:K].astype(np.int64)
+            if task in ("asr", "slu", "s2st"):  # collapsed units of the source in the prompt
+                units = vocab.ids_to_units(_segment(vocab, prompt, "units"))
+                assert units == collapse(cache.units[utt].astype(np.int64)).tolist()
+            if task == "asr":
+                assert parse_output(vocab, task, target).text == r["text"]
+            elif task == "slu":
+                slots = r["slots"] if isinstance(r["slots"], dict) else json.loads(r["slots"])
+                assert parse_output(vocab, task, target).text == format_target(r["intent"], slots)
+            elif task in ("tts", "s2st"):
+                out_id = utt if task == "tts" else r["translation_id"]
+                out = parse_output(vocab, task, target, num_codebooks=K)
+                assert np.array_equal(out.codes.numpy(), cache.codes[out_id][:K])
+                if task == "s2st":
+                    assert out.text in (None, cache.records[out_id]["text"])
+                voice = _segment(vocab, prompt, "voice")
+                if voice:  # a window of another utterance of the output's speaker, same split
+                    voices += 1
+                    window = vocab.ids_to_codes(voice, K).numpy()
+                    assert window.shape[1] <= 150
+                    speaker = cache.records[out_id]["speaker"]
+                    assert any(_is_window_of(window, cache.codes[o["id"]][:K]) for o in cache.split(r["split"])
+                               if o["speaker"] == speaker and o["id"] != out_id)
+            else:  # continue: prompt and continuation are the utterance split at continue_at
+                cut = round(r["continue_at"] * 50)
+                head = vocab.ids_to_codes(prompt[2:], K).numpy()
+                tail = vocab.ids_to_codes([i for i in target if i in vocab.codec], K).numpy()
+                assert head.shape[1] == cut and np.array_equal(np.concatenate([head, tail], 1), codes)
+    assert voices > 0
+
+    # codec / both input speech: the same target, an <audio> segment of the utterance in the prompt
+    utt = groups[("asr", "en")][0]
+    base = builder.build("asr", utt, rng)
+    for mode in ("codec", "both"):
+        ex = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, input_speech=mode)).build("asr", utt, rng)
+        _check_masking(ex, vocab, "asr")
+        assert ex.input_ids[ex.prompt_len:] == base.input_ids[base.prompt_len:]
+        audio = vocab.ids_to_codes(_segment(vocab, ex.input_ids[: ex.prompt_len], "audio"), K).numpy()
+        assert np.array_equal(audio, cache.codes[utt][:K])
+        assert (_segment(vocab, ex.input_ids, "units") is not None) == (mode == "both")
+    weighted = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, input_speech="codec", prompt_weight=0.1))
+    ex = weighted.build("asr", utt, rng)
+    assert ex.labels == ex.input_ids and ex.loss_weights[: ex.prompt_len] == [0.1] * ex.prompt_len
+    assert ex.loss_weights[ex.prompt_len:] == [1.0] * (len(ex.input_ids) - ex.prompt_len)
+
+
+# --- sampler ---------------------------------------------------------------------------------------------------
+COUNTS = {("asr", "en"): 6000, ("asr", "es"): 2000, ("tts", "en"): 3000, ("tts", "es"): 1000, ("s2st", "en"): 300,
+          ("s2st", "es"): 300, ("slu", "en"): 400, ("continue", "en"): 900, ("continue", "es"): 100}
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 5.0])
+def test_sampler_follows_temperature(temperature: float) -> None:
+    sampler = MultiTaskSampler({k: range(n) for k, n in COUNTS.items()}, temperature=temperature, seed=1)
+    task_n = {t: sum(n for (tt, _), n in COUNTS.items() if tt == t) for t in TASKS}
+    total = sum(task_n.values())
+    z = sum((n / total) ** (1 / temperature) for n in task_n.values())
+    expected = {t: (n / total) ** (1 / temperature) / z for t, n in task_n.items()}
+    assert sampler.task_probs == pytest.approx(expected)
+    assert temperature_probs({"a": 1, "b": 3}, temperature)["b"] == pytest.approx(
+        3 ** (1 / temperature) / (1 + 3 ** (1 / temperature)))
+    draws = [sampler.sample_group() for _ in range(20000)]
+    for task, p in expected.items():
+        assert sum(t == task for t, _ in draws) / len(draws) == pytest.approx(p, abs=0.015)
+    asr = [lang for t, lang in draws if t == "asr"]
+    p_en = 3 ** (1 / temperature) / (1 + 3 ** (1 / temperature))  # asr: en 6000 vs es 2000
+    assert asr.count("en") / len(asr) == pytest.approx(p_en, abs=0.03)
+    if temperature > 1:  # flattening: the rarest task gains, the commonest loses
+        assert expected["s2st"] > task_n["s2st"] / total and expected["asr"] < task_n["asr"] / total
+
+
+def test_sampler_batches_bounded_padded_and_drops_too_long() -> None:
+    lengths = {"asr": 30, "tts": 90, "slu": 500}  # slu never fits max_len
+
+    def build(task: str, item: int, rng: np.random.Generator) -> Example:
+        n = lengths[task] + item % 7
+        return Example(list(range(5, 5 + n)), [IGNORE_INDEX] * 4 + list(range(9, 5 + n)), 4)
+
+    groups = {(t, "en"): range(50) for t in lengths}
+    sampler = MultiTaskSampler(groups, build, temperature=1.0, max_tokens=400, max_len=200, pad_id=0, seed=0)
+    seen = set()
+    for _ in range(30):
+        b = sampler.next_batch()
+        seen.update(b.tasks)
+        assert b.input_ids.shape[0] * b.input_ids.shape[1] <= 400 and b.input_ids.shape[1] <= 200
+        real = b.attention_mask.bool()
+        assert (b.input_ids[~real] == 0).all() and (b.labels[~real] == IGNORE_INDEX).all()
+        assert (b.labels[:, :4] == IGNORE_INDEX).all() and b.num_targets > 0
+    assert seen == {"asr", "tts"} and sampler.dropped["slu"] > 0
+    state = sampler.state_dict()
+    nxt = sampler.next_batch()
+    sampler.load_state_dict(json.loads(json.dumps(state)))
+    assert torch.equal(sampler.next_batch().input_ids, nxt.input_ids)  # resumable
+
+
+# --- training --------------------------------------------------------------------------------------------------
+def test_train_checkpoint_and_resume(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path], cache_root: Path,
+                                     cache: TokenCache, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    caches_before = sorted(p.name for p in cache_root.iterdir())
+    common = dict(preset="debug", max_tokens=2048, lr=3e-3, warmup_steps=3, num_codebooks=K, text_vocab_size=500,
+                  log_every=1, eval_every=10, ckpt_every=10, num_samples=2, threads=1, codec=str(tokenizer_dirs[0]),
+                  units=str(tokenizer_dirs[1]), cache_dir=str(cache_root))
+    first = train(tiny_corpus, out, TrainAlmConfig(steps=10, **common), progress=False)
+    assert first.start_step == 0 and [h["step"] for h in first.history if "loss" in h] == list(range(1, 11))
+    ckpt = out / "checkpoints" / "step-0000010"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "codec/config.json",
+                 "codec/model.safetensors", "units/config.json", "units/model.safetensors", "training_state.json",
+                 TRAINER_STATE):
+        assert (ckpt / name).is_file(), name
+    assert sorted(p.name for p in cache_root.iterdir()) == caches_before  # the cache was reused, not rebuilt
+
+    # "killed" after step 10: the next call resumes there and runs to its own step count
+    shutil.rmtree(out / "final")
+    second = train(tiny_corpus, out, TrainAlmConfig(steps=30, **common), progress=False)
+    assert second.start_step == 10
+    assert [h["step"] for h in second.history if "loss" in h] == list(range(1, 31))
+    losses = [h["loss"] for h in second.history if "loss" in h]
+    assert all(math.isfinite(x) for x in losses)
+    assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 0.5, losses  # it learns
+    valid = [h for h in second.history if "valid_loss" in h]
+    assert [h["step"] for h in valid] == [10, 20, 30] and "valid_loss/asr" in valid[-1]
+
+    # the exported checkpoint rebuilds everything on its own
+    final = second.checkpoint
+    assert final == out / "final" and not (final / TRAINER_STATE).exists()
+    model = AlmForCausalLM.from_pretrained(final)
+    vocab = Vocabulary.load(final)
+    assert model.config.vocab_size == vocab.size and model.config.num_codebooks == K
+    assert load_codec(final / "codec").max_codebooks == TINY_CODEC.num_codebooks
+    assert load_units(final / "units").num_units == N_UNITS
+    sd = second.model.state_dict()
+    assert all(torch.equal(v, sd[k]) for k, v in model.state_dict().items())
+    meta = json.loads((final / "training_state.json").read_text())
+    assert meta["step"] == 30 and meta["data"]["collapse_units"] and meta["data"]["input_speech"] == "units"
+    trainer = torch.load(out / "checkpoints" / "step-0000030" / TRAINER_STATE, weights_only=True)
+    assert trainer["step"] == 30
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000020", "step-0000030"]
+    assert (out / "training_curves.png").is_file()
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 * 3 and all({"reference", "hypothesis"} <= set(s) for s in samples)
+
+
+def test_command_line_arguments() -> None:
+    corpus, out, cfg, progress = parse_args(["--corpus", "c", "--out", "o", "--preset", "debug", "--steps", "5",
+                                             "--no-collapse-units", "--codec", "x", "--lr", "1e-4", "--no-progress",
+                                             "--model-overrides", '{"max_position_embeddings": 2048}'])
+    assert not progress and (corpus, out, cfg.preset, cfg.steps, cfg.collapse_units, cfg.codec, cfg.lr, cfg.units) == (
+        "c", "o", "debug", 5, False, "x", 1e-4, None)
+    assert cfg.model_overrides == {"max_position_embeddings": 2048}

@@ -1,0 +1,246 @@
+"""HuBERT-style units: frame contract, collapse round trip, save/load identity, a tiny HuBERT that learns, metrics.
+
+The audio is a handful of short espeak-ng sentences synthesized here (a few seconds in all); everything runs on
+CPU in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from codec.audio import AudioInputError
+from codec.units import UnitConfig, UnitTokenizer, collapse_repeats, hubert_arch, small_hubert_config
+from training.data.engines import available_engines, synthesize
+from training.data.voices import by_id
+from training.train_units import (
+    HubertTrainConfig,
+    codebook_features,
+    fit_codebook,
+    fit_hubert_units,
+    fit_mfcc_units,
+    span_mask,
+    train_hubert,
+)
+from training.unit_quality import phone_labelled_set, purity_metrics, unit_quality
+
+SENTENCES = [("the cat sat on the mat", "en"), ("open the window please", "en"), ("hola, buenos días", "es"),
+             ("seven green apples", "en"), ("el perro come pan", "es"), ("where is the station", "en")]
+K = 12  # units of the tiny tokenizers
+
+
+def tiny_hubert_config(**overrides):
+    return small_hubert_config(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, conv_dim=32,
+                               num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, **overrides)
+
+
+@pytest.fixture(scope="module")
+def wavs() -> list[np.ndarray]:
+    if "espeak" not in available_engines():
+        pytest.skip("espeak-ng is not installed")
+    torch.set_num_threads(1)
+    speaker = by_id("espeak-m1")
+    return [synthesize(speaker, text, lang) for text, lang in SENTENCES]
+
+
+@pytest.fixture(scope="module")
+def mfcc_tok(wavs) -> UnitTokenizer:
+    return fit_mfcc_units(wavs, n_clusters=K, seed=0)
+
+
+@pytest.fixture(scope="module")
+def labels(mfcc_tok, wavs) -> list[np.ndarray]:
+    return [mfcc_tok.encode(w).numpy() for w in wavs]
+
+
+@pytest.fixture(scope="module")
+def hubert_run(wavs, labels):
+    # shorter spans than HuBERT's 10 frames: 30 steps on 8 s of audio must show learning, not reach convergence
+    cfg = HubertTrainConfig(steps=30, batch_size=8, crop_seconds=1.0, lr=1e-2, warmup_steps=3, mask_prob=0.5,
+                            mask_length=5, log_every=5, seed=0)
+    return train_hubert(wavs, labels, K, tiny_hubert_config(), cfg, progress=False)
+
+
+def test_mfcc_units_fit_and_encode(wavs, mfcc_tok):
+    assert mfcc_tok.kind == "mfcc" and mfcc_tok.num_units == K and mfcc_tok.frame_rate == 50
+    for w in wavs:
+        u = mfcc_tok.encode(w)
+        assert u.dtype == torch.int64 and u.shape == (math.ceil(len(w) / 320),)
+        assert int(u.min()) >= 0 and int(u.max()) < K
+    used = torch.cat([mfcc_tok.encode(w) for w in wavs]).unique()
+    assert len(used) > K // 2  # k-means on this data uses most clusters
+    for n in (1, 319, 320, 321, 1000):
+        assert mfcc_tok.encode(wavs[0][:n]).shape == (math.ceil(n / 320),)
+
+
+def test_batch_matches_single_and_resampling(wavs, mfcc_tok):
+    x = np.stack([wavs[0][:8000], wavs[1][:8000]])
+    batch = mfcc_tok.encode(x)
+    assert isinstance(batch, list) and len(batch) == 2
+    for row, u in zip(x, batch, strict=True):
+        assert torch.equal(u, mfcc_tok.encode(row))
+    import soxr
+
+    at8k = soxr.resample(wavs[0], 16000, 8000).astype(np.float32)
+    u = mfcc_tok.encode(at8k, sample_rate=8000)
+    assert u.shape == (math.ceil(len(at8k) * 2 / 320),)
+    same = (u[: len(u) - 1] == mfcc_tok.encode(wavs[0])[: len(u) - 1]).float().mean()
+    assert same > 0.5  # band-limited copy of the same speech: mostly the same units
+
+
+def test_collapse_repeats_round_trip(mfcc_tok, wavs):
+    units = mfcc_tok.encode(wavs[0])
+    short, durations = collapse_repeats(units)
+    assert torch.equal(short.repeat_interleave(durations), units)
+    assert int(durations.sum()) == len(units) and bool((durations >= 1).all())
+    assert not bool((short[1:] == short[:-1]).any())
+    assert torch.equal(mfcc_tok.encode(wavs[0], collapse=True), short)
+    u, d = UnitTokenizer.collapse_repeats([3, 3, 3, 1, 3, 3])
+    assert u.tolist() == [3, 1, 3] and d.tolist() == [3, 1, 2]
+    u, d = collapse_repeats(torch.zeros(0, dtype=torch.long))
+    assert u.numel() == 0 and d.numel() == 0
+
+
+def test_mfcc_save_load_identity(mfcc_tok, wavs, tmp_path):
+    mfcc_tok.save_pretrained(tmp_path / "mfcc")
+    assert json.loads((tmp_path / "mfcc" / "config.json").read_text())["kind"] == "mfcc"
+    again = UnitTokenizer.from_pretrained(tmp_path / "mfcc")
+    for w in wavs:
+        assert torch.equal(again.encode(w), mfcc_tok.encode(w))
+
+
+def test_tiny_hubert_learns_masked_prediction(hubert_run, labels):
+    losses = [h["loss"] for h in hubert_run.history]  # mean over each 5 steps
+    assert len(losses) == 6
+    # A model that ignores the audio cannot beat the entropy of the label distribution; this one must use it.
+    p = np.bincount(np.concatenate(labels), minlength=K) / sum(len(y) for y in labels)
+    entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    assert losses[-1] < losses[0] - 0.2 and losses[-1] < entropy - 0.15, (losses, entropy)
+    assert hubert_run.history[-1]["acc_masked"] > hubert_run.history[0]["acc_masked"] + 0.1
+
+
+def test_hubert_units_save_load_identity(hubert_run, wavs, tmp_path):
+    tok = fit_hubert_units(hubert_run.model, wavs, n_clusters=K, feature_layer=1, seed=0)
+    assert tok.kind == "hubert" and tok.config.feature_layer == 1
+    units = [tok.encode(w) for w in wavs]
+    for w, u in zip(wavs, units, strict=True):
+        assert u.shape == (math.ceil(len(w) / 320),) and int(u.min()) >= 0 and int(u.max()) < K
+    tok.save_pretrained(tmp_path / "hubert")
+    assert json.loads((tmp_path / "hubert" / "config.json").read_text())["kind"] == "hubert"
+    again = UnitTokenizer.from_pretrained(tmp_path / "hubert")
+    for w, u in zip(wavs, units, strict=True):
+        assert torch.equal(again.encode(w), u)
+
+
+def test_hubert_frame_count_and_chunking(monkeypatch):
+    import codec.units
+
+    cfg = tiny_hubert_config()
+    tok = UnitTokenizer(UnitConfig(kind="hubert", num_units=4, feature_dim=32, feature_layer=2,
+                                   hubert=hubert_arch(cfg)))
+    tok.set_codebook(torch.randn(4, 32), torch.zeros(32), torch.ones(32))
+    x = 0.1 * torch.randn(16000)
+    for n in (1, 320, 321, 4799):
+        assert tok.encode(x[:n]).shape == (math.ceil(n / 320),)
+    monkeypatch.setattr(codec.units, "CHUNK_FRAMES", 7)
+    assert tok.encode(x).shape == (50,)
+    assert tok.features(x)[0].shape == (50, 32)
+
+
+def test_span_mask_within_lengths():
+    mask = span_mask([100, 40, 5], 100, prob=0.65, span=10, rng=np.random.default_rng(0))
+    assert mask.shape == (3, 100)
+    assert 0.3 < float(mask[0].float().mean()) < 0.9
+    assert not bool(mask[1, 40:].any()) and not bool(mask[2, 5:].any())
+    assert bool(mask[2, :5].all())  # a row shorter than a span is masked whole
+
+
+def test_purity_metrics_on_hand_made_labels():
+    phones = np.array(list("aabbbccdda") * 30)
+    perfect = np.array([{"a": 7, "b": 3, "c": 9, "d": 0}[p] for p in phones])
+    m = purity_metrics(perfect, phones)
+    assert m["phone_purity"] == pytest.approx(1.0) and m["cluster_purity"] == pytest.approx(1.0)
+    assert m["pnmi"] == pytest.approx(1.0) and m["n_frames"] == len(phones)
+    finer = perfect * 2 + np.arange(len(phones)) % 2  # every phone split over two units
+    m = purity_metrics(finer, phones)
+    assert m["phone_purity"] == pytest.approx(1.0) and m["pnmi"] == pytest.approx(1.0)
+    assert m["cluster_purity"] < 0.75
+    rng = np.random.default_rng(0)
+    m = purity_metrics(rng.integers(0, 20, 50000), rng.integers(0, 30, 50000))
+    assert m["pnmi"] < 0.01
+    assert m["phone_purity"] < 0.1 and m["cluster_purity"] < 0.1
+    with pytest.raises(ValueError):
+        purity_metrics(np.zeros(3), np.zeros(4))
+
+
+def test_phone_labelled_set_aligned(mfcc_tok):
+    if "mbrola" not in available_engines():
+        pytest.skip("mbrola is not installed")
+    labelled = phone_labelled_set(2, voices=("us1", "es1"), seed=3)
+    assert len(labelled) == 2
+    for (wav, labels), lang in zip(labelled, ("en", "es"), strict=True):
+        assert wav.dtype == np.float32 and len(wav) > 8000
+        assert len(labels) == math.ceil(len(wav) / 320)
+        speech = [y for y in labels if y != "sil"]
+        assert len(speech) > 0.6 * len(labels) and all(y.startswith(f"{lang}:") for y in speech)
+        assert labels[-1] == "sil"  # espeak ends every sentence with a pause
+    q = unit_quality(mfcc_tok, labelled)
+    assert 0.0 < q["pnmi"] < 1.0 and q["n_frames"] == sum(len(y) for _, y in labelled)
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros(0, dtype=np.float32),
+    np.zeros((2, 0), dtype=np.float32),
+    np.array([0.0, np.nan, 0.1], dtype=np.float32),
+    torch.tensor([0.0, float("inf")]),
+    np.zeros((1, 2, 320), dtype=np.float32),
+    np.zeros(320, dtype=np.int16),
+    [0.0, 0.1],
+])
+def test_bad_input_raises_audio_input_error(mfcc_tok, bad):
+    with pytest.raises(AudioInputError):
+        mfcc_tok.encode(bad)
+
+
+def test_absurd_sample_rate_and_bad_directory(mfcc_tok, tmp_path):
+    with pytest.raises(AudioInputError, match="sample rate"):
+        mfcc_tok.encode(np.zeros(320, dtype=np.float32), sample_rate=10)
+    with pytest.raises(FileNotFoundError):
+        UnitTokenizer.from_pretrained(tmp_path / "nothing")
+
+
+def test_fit_codebook_rejects_too_few_frames(wavs):
+    tok = UnitTokenizer(UnitConfig(kind="mfcc", num_units=500, feature_dim=39))
+    with pytest.raises(ValueError, match="cannot make"):
+        fit_codebook(tok, codebook_features(tok, [wavs[0][:3200]]))
+
+
+def test_cli_smoke(wavs, tmp_path, capsys):
+    import soundfile as sf
+
+    from training import train_units, unit_quality
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    with open(corpus / "manifest.jsonl", "w") as f:
+        for i, (w, (text, lang)) in enumerate(zip(wavs, SENTENCES, strict=True)):
+            sf.write(corpus / "wavs" / f"{i}.wav", w, 16000, subtype="PCM_16")
+            f.write(json.dumps({"id": str(i), "path": f"wavs/{i}.wav", "text": text, "lang": lang,
+                                "split": "train"}) + "\n")
+    out = tmp_path / "units"
+    train_units.main(["--corpus", str(corpus), "--out", str(out), "--steps", "3", "--log-every", "1",
+                      "--mfcc-clusters", "8", "--hubert-clusters", "8", "--hidden", "32", "--layers", "2",
+                      "--heads", "2", "--conv-dim", "16", "--threads", "1"])
+    for kind in ("mfcc", "hubert"):
+        assert UnitTokenizer.from_pretrained(out / kind).kind == kind
+    assert (out / "hubert_training.png").stat().st_size > 0
+    assert len(json.loads((out / "training.json").read_text())["history"]) == 3
+    if "mbrola" in available_engines():
+        capsys.readouterr()
+        unit_quality.main(["--units", str(out / "mfcc"), str(out / "hubert"), "--sentences", "2"])
+        table = capsys.readouterr().out
+        assert "PNMI" in table and str(out / "hubert") in table

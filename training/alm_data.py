@@ -1,0 +1,650 @@
+"""Data for the audio-language model: a token cache of a corpus, task examples built from it, a multi-task sampler.
+
+1. **Token cache** (:func:`build_token_cache`). Every utterance of a manifest corpus is encoded once: codec codes
+   ``[K_max, F]`` (all of the codec's codebooks; a model takes the first ``K``) and HuBERT-style units ``[F]``
+   (uncollapsed; collapsing happens when an example is built), both ``uint16``. Layout::
+
+       ROOT/<fingerprint>/<split>-<nnnnn>.npz   one shard per <= shard_size utterances of a split:
+                                                ids [n] str, n_frames [n], codes [K_max, sum F], units [sum F]
+       ROOT/<fingerprint>/cache.json            what the cache holds; written last, so it marks a finished cache
+
+   The fingerprint hashes the manifest (records + audio file sizes), the codec's class, config and weights and
+   the unit tokenizer's config and weights: a changed corpus or tokenizer gets a new directory (is rebuilt), an
+   unchanged one is loaded without encoding anything. Shards are written atomically, so a killed build resumes at
+   the first missing shard. Plain ``.npz`` (``allow_pickle=False``): nothing is unpickled.
+
+2. **Examples** (:class:`ExampleBuilder`). One :class:`alm.prompts.Example` per (task, utterance), through the
+   ``alm.prompts`` builders:
+
+   - ``asr``: speech of the utterance -> its text;
+   - ``tts``: text + a ``voice_seconds`` window of codec tokens from *another* utterance of the same speaker in
+     the same split (random utterance, random window; an empty ``<voice></voice>`` when the speaker has no other
+     utterance) -> the utterance's codec tokens;
+   - ``s2st``: source speech + a voice prompt from another utterance of the *target* utterance's speaker (the one
+     named by ``translation_id``) -> (with probability ``s2st_text_prob`` the target text, then) target codec tokens;
+   - ``slu``: speech -> ``training.data.slu.format_target(intent, slots)``;
+   - ``continue``: the codec tokens split at ``continue_at`` seconds.
+
+   "Speech" in ASR / SLU / S2ST prompts is ``input_speech``: ``"units"`` (collapsed runs, the ``alm.prompts``
+   format ``<units> u… </units>``), ``"codec"`` (``<audio> c… </audio>`` in its place) or ``"both"`` (units
+   segment, then audio segment).
+
+3. **Sampling** (:class:`MultiTaskSampler`). A task is drawn with probability ``p ∝ (n_task / N)^(1/T)``, then a
+   language within it with ``p ∝ (n_task,lang / n_task)^(1/T)``, then an utterance uniformly (``T = 1``:
+   proportional to the data, ``T -> inf``: uniform; ``T = 2`` is DESIGN's ``α = 0.5``). Examples are packed into
+   right-padded batches of at most ``max_tokens`` padded tokens (``B * L_max``); examples longer than ``max_len``
+   (the model's positions) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from alm.config import INPUT_SPEECH
+from alm.prompts import (
+    IGNORE_INDEX,
+    Example,
+    asr_example,
+    continue_example,
+    s2st_example,
+    slu_example,
+    tts_example,
+)
+from alm.vocab import TASKS, Vocabulary
+from codec.audio import load_audio
+from codec.base import AudioTokenizer, _atomic
+from codec.units import UnitTokenizer
+from training.data.corpus import read_manifest
+from training.data.slu import format_target
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the cache layout or the encoding procedure changes
+CACHE_META = "cache.json"
+SHARD_SIZE = 256  # utterances per shard: ~256 x 3 s x 50 frames x 9 x 2 bytes = 0.7 MB with 8 codebooks
+LONG_SECONDS = 30.0  # longer audio is encoded in chunks (bounded memory) when the codec can
+MAX_CONSECUTIVE_DROPS = 10_000  # a sampler that drops this many examples in a row has nothing that fits
+
+
+# --- fingerprints -------------------------------------------------------------------------------------------------
+def weights_hash(module: torch.nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes and raw bytes), independent of its device."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_fingerprint(records: list[dict[str, Any]], corpus_root: Path, codec: AudioTokenizer,
+                      units: UnitTokenizer) -> str:
+    """16 hex digits naming what a cache holds: the manifest, the codec and the unit tokenizer."""
+    h = hashlib.sha256(f"alm-token-cache-v{CACHE_VERSION}".encode())
+    for r in records:
+        path = Path(r["path"])
+        rel = os.path.relpath(path, corpus_root) if path.is_relative_to(corpus_root) else str(path)
+        rec = {**r, "path": rel, "bytes": path.stat().st_size}
+        h.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str).encode())
+    h.update(json.dumps({"class": type(codec).__name__, "config": codec.get_config(),
+                         "weights": weights_hash(codec)}, sort_keys=True, default=str).encode())
+    h.update(json.dumps({"config": asdict(units.config), "weights": weights_hash(units)},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def default_cache_root(corpus: str | Path) -> Path:
+    """``CORPUS/token_cache`` when the corpus directory is writable, else ``~/.cache/alm/token_cache``."""
+    root = Path(corpus)
+    root = root if root.is_dir() else root.parent
+    return root / "token_cache" if os.access(root, os.W_OK) else Path.home() / ".cache" / "alm" / "token_cache"
+
+
+# --- the cache ----------------------------------------------------------------------------------------------------
+@dataclass
+class TokenCache:
+    """The tokens of a corpus, in memory.
+
+    Attributes:
+        directory: where the cache lives (``ROOT/<fingerprint>``).
+        fingerprint: see :func:`cache_fingerprint`.
+        meta: the contents of ``cache.json`` (codec and unit sizes, shard list, counts).
+        records: manifest record of every utterance, by id (paths absolute).
+        codes: ``[K_max, F]`` uint16 codec codes by id.
+        units: ``[F]`` uint16 uncollapsed units by id.
+        encoded: utterances encoded by the call that returned this cache (0: everything was reused).
+    """
+
+    directory: Path
+    fingerprint: str
+    meta: dict[str, Any]
+    records: dict[str, dict[str, Any]]
+    codes: dict[str, np.ndarray]
+    units: dict[str, np.ndarray]
+    encoded: int = 0
+
+    @property
+    def max_codebooks(self) -> int:
+        return int(self.meta["codec"]["max_codebooks"])
+
+    @property
+    def cardinality(self) -> int:
+        return int(self.meta["codec"]["cardinality"])
+
+    @property
+    def num_units(self) -> int:
+        return int(self.meta["units"]["num_units"])
+
+    @property
+    def frame_rate(self) -> int:
+        return int(self.meta["codec"]["frame_rate"])
+
+    def split(self, name: str) -> list[dict[str, Any]]:
+        """Records of one split, in manifest order."""
+        return [r for r in self.records.values() if r["split"] == name]
+
+
+def _shard_plan(records: list[dict[str, Any]], shard_size: int) -> dict[str, list[str]]:
+    """``{shard file name: [ids]}``: each split's utterances in manifest order, ``shard_size`` per shard."""
+    by_split: dict[str, list[str]] = {}
+    for r in records:
+        by_split.setdefault(r["split"], []).append(r["id"])
+    plan = {}
+    for split, ids in sorted(by_split.items()):
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", split)
+        for n, start in enumerate(range(0, len(ids), shard_size)):
+            plan[f"{safe}-{n:05d}.npz"] = ids[start: start + shard_size]
+    return plan
+
+
+@torch.no_grad()
+def encode_utterance(path: str | Path, codec: AudioTokenizer, units: UnitTokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``[K_max, F]`` and units ``[F]`` (both uint16) of one audio file."""
+    wav = load_audio(path, codec.sample_rate, max_seconds=None)  # [T]
+    previous = codec.num_codebooks
+    codec.set_num_codebooks(codec.max_codebooks)
+    try:
+        long = wav.numel() > LONG_SECONDS * codec.sample_rate and hasattr(codec, "encode_chunked")
+        codes = (codec.encode_chunked(wav[None]) if long else codec.encode(wav[None]))[0]  # [K_max, F]
+    finally:
+        codec.set_num_codebooks(previous)
+    u = units.encode(wav if units.sample_rate == codec.sample_rate else load_audio(path, units.sample_rate,
+                                                                                     max_seconds=None))
+    n = min(codes.shape[-1], u.shape[-1])  # equal for 50 Hz tokenizers; guard against off-by-one of others
+    return codes[:, :n].cpu().numpy().astype(np.uint16), u[:n].cpu().numpy().astype(np.uint16)
+
+
+def _write_shard(path: Path, ids: list[str], codes: list[np.ndarray], units: list[np.ndarray]) -> None:
+    arrays = dict(ids=np.array(ids, dtype=str), n_frames=np.array([u.shape[0] for u in units], dtype=np.int64),
+                  codes=np.concatenate(codes, axis=1), units=np.concatenate(units))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, **arrays)
+
+    _atomic(path, write)
+
+
+def _shard_holds(path: Path, ids: list[str]) -> bool:
+    """Whether a shard from an earlier (killed) build exists and holds exactly ``ids``."""
+    if not path.is_file():
+        return False
+    with np.load(path, allow_pickle=False) as z:
+        return [str(i) for i in z["ids"]] == ids
+
+
+def _read_shard(path: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        ids, n, codes, units = [str(i) for i in z["ids"]], z["n_frames"], z["codes"], z["units"]
+    bounds = np.concatenate([[0], np.cumsum(n)])
+    return (ids, [codes[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+            [units[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def build_token_cache(corpus: str | Path, codec: AudioTokenizer, units: UnitTokenizer,
+                      cache_root: str | Path | None = None, *, shard_size: int = SHARD_SIZE,
+                      progress: bool = True) -> TokenCache:
+    """Encode a corpus once (or load the finished cache) and return its tokens.
+
+    Args:
+        corpus: manifest-form corpus directory (see :func:`training.data.read_manifest`).
+        codec: the audio tokenizer; all ``max_codebooks`` codebooks are cached.
+        units: the unit tokenizer.
+        cache_root: where caches live (:func:`default_cache_root` when ``None``); one subdirectory per fingerprint.
+        shard_size: utterances per shard (the unit of resumption).
+        progress: show a tqdm bar while encoding.
+    """
+    if codec.cardinality > 65536 or units.num_units > 65536:
+        raise ValueError("codes and units are cached as uint16: cardinality and num_units must be <= 65536")
+    records = read_manifest(corpus)
+    corpus_root = Path(corpus).resolve()
+    corpus_root = corpus_root if corpus_root.is_dir() else corpus_root.parent
+    fp = cache_fingerprint(records, corpus_root, codec, units)
+    root = Path(cache_root) if cache_root is not None else default_cache_root(corpus)
+    d = root / fp
+    plan = _shard_plan(records, shard_size)
+    encoded = 0
+    if not (d / CACHE_META).is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        todo = {name: ids for name, ids in plan.items() if not _shard_holds(d / name, ids)}
+        by_id = {r["id"]: r for r in records}
+        log.info("token cache %s: encoding %d of %d utterances (%d shards to write)", d,
+                 sum(map(len, todo.values())), len(records), len(todo))
+        codec.eval()
+        units.eval()
+        bar = tqdm(total=sum(map(len, todo.values())), disable=not progress, desc="tokenize", unit="utt")
+        for name, ids in todo.items():
+            codes, unit_seqs = [], []
+            for i in ids:
+                c, u = encode_utterance(by_id[i]["path"], codec, units)
+                codes.append(c)
+                unit_seqs.append(u)
+                encoded += 1
+                bar.update()
+            _write_shard(d / name, ids, codes, unit_seqs)
+        bar.close()
+        meta = {
+            "version": CACHE_VERSION, "fingerprint": fp, "corpus": str(corpus_root), "utterances": len(records),
+            "shards": list(plan),
+            "codec": {"class": type(codec).__name__, "max_codebooks": codec.max_codebooks,
+                      "cardinality": codec.cardinality, "frame_rate": codec.frame_rate,
+                      "sample_rate": codec.sample_rate},
+            "units": {"kind": units.config.kind, "num_units": units.num_units, "frame_rate": units.frame_rate},
+        }
+        _atomic(d / CACHE_META, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+        stale = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != fp)
+        if stale:
+            log.info("other (stale) token caches under %s, safe to delete: %s", root, ", ".join(stale))
+    meta = json.loads((d / CACHE_META).read_text())
+    if meta.get("version") != CACHE_VERSION or meta.get("fingerprint") != fp:
+        raise ValueError(f"{d / CACHE_META} does not describe this cache; delete {d} and rebuild")
+    codes_by_id: dict[str, np.ndarray] = {}
+    units_by_id: dict[str, np.ndarray] = {}
+    for name in meta["shards"]:
+        ids, codes, unit_seqs = _read_shard(d / name)
+        codes_by_id.update(zip(ids, codes))
+        units_by_id.update(zip(ids, unit_seqs))
+    missing = [r["id"] for r in records if r["id"] not in codes_by_id]
+    if missing:
+        raise ValueError(f"token cache {d} lacks {len(missing)} utterances (e.g. {missing[0]}); delete it")
+    if not encoded:
+        log.info("token cache %s: reused (%d utterances)", d, len(records))
+    return TokenCache(d, fp, meta, {r["id"]: r for r in records}, codes_by_id, units_by_id, encoded)
+
+
+# --- examples -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExampleOptions:
+    """How examples are made from cached tokens (validated on construction).
+
+    Attributes:
+        num_codebooks: ``K`` codec codebooks per frame the model reads and writes.
+        input_speech: speech in ASR/SLU/S2ST prompts: ``"units"``, ``"codec"`` or ``"both"``.
+        collapse_units: merge runs of repeated units in prompts (shorter inputs).
+        voice_seconds: length of TTS / S2ST voice prompts.
+        s2st_text_prob: probability that an S2ST target starts with the target-language text.
+        prompt_weight: loss weight on prompt tokens (0: only the target is scored).
+    """
+
+    num_codebooks: int
+    input_speech: str = "units"
+    collapse_units: bool = True
+    voice_seconds: float = 3.0
+    s2st_text_prob: float = 0.5
+    prompt_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.input_speech not in INPUT_SPEECH:
+            raise ValueError(f"input_speech must be one of {INPUT_SPEECH}, got {self.input_speech!r}")
+        if self.num_codebooks < 1:
+            raise ValueError(f"num_codebooks must be >= 1, got {self.num_codebooks}")
+        if not self.voice_seconds > 0:
+            raise ValueError(f"voice_seconds must be positive, got {self.voice_seconds}")
+        if not 0.0 <= self.s2st_text_prob <= 1.0:
+            raise ValueError(f"s2st_text_prob must be in [0, 1], got {self.s2st_text_prob}")
+        if self.prompt_weight < 0:
+            raise ValueError(f"prompt_weight must be >= 0, got {self.prompt_weight}")
+
+
+def collapse(units: np.ndarray) -> np.ndarray:
+    """Merge runs of equal units: ``[5, 5, 7, 5] -> [5, 7, 5]`` (numpy twin of :func:`codec.units.collapse_repeats`)."""
+    if units.size == 0:
+        return units
+    return units[np.concatenate([[True], units[1:] != units[:-1]])]
+
+
+class ExampleBuilder:
+    """Builds task examples from a :class:`TokenCache` (see the module docstring for each task's recipe).
+
+    Args:
+        vocab: the shared vocabulary (``num_units`` and ``cardinality`` must hold the cache's values).
+        cache: the corpus tokens.
+        options: see :class:`ExampleOptions`.
+    """
+
+    def __init__(self, vocab: Vocabulary, cache: TokenCache, options: ExampleOptions) -> None:
+        if options.num_codebooks > min(vocab.num_codebooks, cache.max_codebooks):
+            raise ValueError(f"num_codebooks={options.num_codebooks} but the vocabulary holds {vocab.num_codebooks} "
+                             f"and the cache {cache.max_codebooks}")
+        if vocab.cardinality != cache.cardinality or vocab.num_units < cache.num_units:
+            raise ValueError(f"vocabulary (cardinality {vocab.cardinality}, {vocab.num_units} units) does not fit the "
+                             f"cache (cardinality {cache.cardinality}, {cache.num_units} units)")
+        self.vocab, self.cache, self.options = vocab, cache, options
+        self.voice_frames = max(1, round(options.voice_seconds * cache.frame_rate))
+        self._by_speaker: dict[tuple[str, str], list[str]] = {}
+        for r in cache.records.values():
+            self._by_speaker.setdefault((r["split"], r["speaker"]), []).append(r["id"])
+
+    # --- what can be built ---------------------------------------------------------------------------------------
+    def can_build(self, task: str, utt_id: str) -> bool:
+        """Whether ``utt_id`` serves ``task`` (listed in its ``tasks`` and carrying the fields the task needs)."""
+        r = self.cache.records[utt_id]
+        if task not in r.get("tasks", ()) or task not in TASKS:
+            return False
+        if task == "s2st":
+            return r.get("translation_id") in self.cache.records
+        if task == "slu":
+            return bool(r.get("intent"))
+        if task == "continue":
+            return r.get("continue_at") is not None and 1 <= self._cut(utt_id) < self.cache.codes[utt_id].shape[1]
+        return True
+
+    def groups(self, split: str, tasks: Sequence[str] = TASKS) -> dict[tuple[str, str], list[str]]:
+        """``{(task, language): [utterance ids]}`` of one split (S2ST by source language); empty groups left out."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for r in self.cache.split(split):
+            for task in tasks:
+                if self.can_build(task, r["id"]):
+                    out.setdefault((task, r["lang"]), []).append(r["id"])
+        return out
+
+    # --- building ------------------------------------------------------------------------------------------------
+    def build(self, task: str, utt_id: str, rng: np.random.Generator) -> Example:
+        """One example of ``task`` from utterance ``utt_id``; ``rng`` picks voice prompts and S2ST text."""
+        r, o, v = self.cache.records[utt_id], self.options, self.vocab
+        if task == "asr":
+            return self._speech_input(asr_example(v, r["lang"], self._units(utt_id), r["text"], o.prompt_weight),
+                                      utt_id)
+        if task == "slu":
+            slots = r.get("slots") or {}
+            slots = json.loads(slots) if isinstance(slots, str) else slots
+            ex = slu_example(v, r["lang"], self._units(utt_id), format_target(r["intent"], slots), o.prompt_weight)
+            return self._speech_input(ex, utt_id)
+        if task == "tts":
+            voice = self.voice_prompt(r["split"], r["speaker"], exclude=utt_id, rng=rng)
+            return tts_example(v, r["lang"], r["text"], voice, self._codes(utt_id), o.prompt_weight,
+                               max_voice_frames=None)
+        if task == "s2st":
+            t = self.cache.records[r["translation_id"]]
+            voice = self.voice_prompt(t["split"], t["speaker"], exclude=t["id"], rng=rng)
+            with_text = bool(rng.random() < o.s2st_text_prob)
+            ex = s2st_example(v, r["lang"], t["lang"], self._units(utt_id), voice, t["text"], self._codes(t["id"]),
+                              with_text=with_text, prompt_weight=o.prompt_weight, max_voice_frames=None)
+            return self._speech_input(ex, utt_id)
+        if task == "continue":
+            codes, cut = self._codes(utt_id), self._cut(utt_id)
+            return continue_example(v, codes[:, :cut], codes[:, cut:], o.prompt_weight)
+        raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+
+    def voice_prompt(self, split: str, speaker: str, exclude: str, rng: np.random.Generator) -> np.ndarray | None:
+        """A random ``voice_seconds`` window ``[K, F_v]`` of a random other utterance of ``speaker`` in ``split``,
+        or ``None`` (an empty voice segment) when the speaker has no other utterance there."""
+        others = [i for i in self._by_speaker.get((split, speaker), ()) if i != exclude]
+        if not others:
+            return None
+        codes = self._codes(others[int(rng.integers(len(others)))])
+        n = codes.shape[1]
+        start = int(rng.integers(0, n - self.voice_frames + 1)) if n > self.voice_frames else 0
+        return codes[:, start: start + self.voice_frames]
+
+    def fixed_examples(self, split: str, max_per_task: int | None = None, seed: int = 0,
+                       tasks: Sequence[str] = TASKS) -> dict[str, list[tuple[str, Example]]]:
+        """Deterministic ``{task: [(utterance id, example)]}`` of a split (for evaluation): the same seed gives the
+        same voice prompts and S2ST text choices every time."""
+        out: dict[str, list[tuple[str, Example]]] = {}
+        for n, r in enumerate(self.cache.split(split)):
+            for t, task in enumerate(tasks):
+                items = out.setdefault(task, [])
+                if (max_per_task is None or len(items) < max_per_task) and self.can_build(task, r["id"]):
+                    items.append((r["id"], self.build(task, r["id"], np.random.default_rng([seed, n, t]))))
+        return {task: items for task, items in out.items() if items}
+
+    # --- pieces --------------------------------------------------------------------------------------------------
+    def _codes(self, utt_id: str) -> np.ndarray:
+        return self.cache.codes[utt_id][: self.options.num_codebooks].astype(np.int64)  # [K, F]
+
+    def _units(self, utt_id: str) -> np.ndarray:
+        u = self.cache.units[utt_id].astype(np.int64)
+        return collapse(u) if self.options.collapse_units else u
+
+    def _cut(self, utt_id: str) -> int:
+        return int(round(float(self.cache.records[utt_id]["continue_at"]) * self.cache.frame_rate))
+
+    def _speech_input(self, ex: Example, utt_id: str) -> Example:
+        """Replace the prompt's ``<units> … </units>`` by ``<audio> c… </audio>`` (``"codec"``) or follow it with
+        that segment (``"both"``); labels and weights of the new segment are the prompt's."""
+        mode = self.options.input_speech
+        if mode == "units":
+            return ex
+        v = self.vocab
+        audio = [v.token_id("<audio>"), *v.codes_to_ids(self._codes(utt_id)), v.token_id("</audio>")]
+        i = ex.input_ids.index(v.token_id("<units>"))
+        j = ex.input_ids.index(v.token_id("</units>"), i) + 1
+        segment = audio if mode == "codec" else [*ex.input_ids[i:j], *audio]
+        ids = [*ex.input_ids[:i], *segment, *ex.input_ids[j:]]
+        prompt_len = ex.prompt_len + len(segment) - (j - i)
+        if ex.loss_weights is None:
+            labels = [IGNORE_INDEX] * prompt_len + ex.labels[ex.prompt_len:]
+            return Example(ids, labels, prompt_len)
+        w = ex.loss_weights[0]
+        return Example(ids, list(ids), prompt_len, [w] * prompt_len + ex.loss_weights[ex.prompt_len:])
+
+
+# --- batches ------------------------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Right-padded examples.
+
+    Attributes:
+        input_ids: ``[B, L]`` int64, ``pad_id`` after each sequence.
+        attention_mask: ``[B, L]`` int64, 1 on real tokens.
+        labels: ``[B, L]`` int64, ``-100`` on prompts and padding.
+        loss_weights: ``[B, L]`` float32 (0 on padding), or ``None`` when no example carries weights.
+        tasks: the task of each row.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    loss_weights: torch.Tensor | None
+    tasks: list[str]
+
+    def model_inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """Keyword arguments for :meth:`alm.model.AlmForCausalLM.forward`."""
+        out = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "labels": self.labels}
+        if self.loss_weights is not None:
+            out["loss_weights"] = self.loss_weights
+        return {k: t.to(device) for k, t in out.items()} if device is not None else out
+
+    @property
+    def num_tokens(self) -> int:
+        """Real (non-padding) tokens."""
+        return int(self.attention_mask.sum())
+
+    @property
+    def num_targets(self) -> int:
+        """Positions that are predicted and scored (a label other than -100 after the first position)."""
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def collate(examples: Sequence[Example], pad_id: int, tasks: Sequence[str] | None = None) -> Batch:
+    """Right-pad examples into a :class:`Batch`."""
+    if not examples:
+        raise ValueError("cannot collate an empty list of examples")
+    n, length = len(examples), max(len(e.input_ids) for e in examples)
+    ids = torch.full((n, length), pad_id, dtype=torch.long)
+    labels = torch.full((n, length), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((n, length), dtype=torch.long)
+    weighted = any(e.loss_weights is not None for e in examples)
+    weights = torch.zeros((n, length)) if weighted else None
+    for b, e in enumerate(examples):
+        m = len(e.input_ids)
+        ids[b, :m] = torch.tensor(e.input_ids)
+        labels[b, :m] = torch.tensor(e.labels)
+        mask[b, :m] = 1
+        if weights is not None:
+            weights[b, :m] = torch.tensor(e.loss_weights) if e.loss_weights is not None else 1.0
+    return Batch(ids, mask, labels, weights, list(tasks) if tasks is not None else [""] * n)
+
+
+def pack(examples: Sequence[tuple[str, Example]], max_tokens: int, pad_id: int) -> list[Batch]:
+    """Batches of ``(task, example)`` pairs in order, each at most ``max_tokens`` padded tokens (or one example)."""
+    out, current, longest = [], [], 0
+    for task, ex in examples:
+        if current and (len(current) + 1) * max(longest, len(ex.input_ids)) > max_tokens:
+            out.append(collate([e for _, e in current], pad_id, [t for t, _ in current]))
+            current, longest = [], 0
+        current.append((task, ex))
+        longest = max(longest, len(ex.input_ids))
+    if current:
+        out.append(collate([e for _, e in current], pad_id, [t for t, _ in current]))
+    return out
+
+
+def temperature_probs(counts: dict[Any, int], temperature: float) -> dict[Any, float]:
+    """``p_i ∝ (n_i / N)^(1/T)`` over the keys with ``n_i > 0`` (``T = inf``: uniform)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    counts = {k: n for k, n in counts.items() if n > 0}
+    total = sum(counts.values())
+    if not total:
+        raise ValueError("no examples to sample from")
+    w = {k: (n / total) ** (1.0 / temperature) for k, n in counts.items()}
+    z = sum(w.values())
+    return {k: x / z for k, x in w.items()}
+
+
+class MultiTaskSampler:
+    """Endless length-bounded batches mixing tasks and languages by temperature sampling.
+
+    Args:
+        groups: ``{(task, language): items}``; an item is whatever ``build`` takes (an utterance id).
+        build: ``build(task, item, rng) -> Example``.
+        temperature: ``T`` of ``p ∝ (n / N)^(1/T)`` at both levels (task, then language within the task).
+        max_tokens: most padded tokens (``B * L_max``) per batch; a longer single example makes a batch alone.
+        max_len: longest sequence kept (the model's ``max_position_embeddings``); longer ones are dropped and counted
+            in :attr:`dropped`.
+        max_batch_size: most sequences per batch (``None``: no limit besides ``max_tokens``).
+        pad_id: the padding id.
+        seed: seed of the sampler's own generator (its state is in :meth:`state_dict`).
+    """
+
+    def __init__(self, groups: dict[tuple[str, str], Sequence[Any]],
+                 build: Callable[[str, Any, np.random.Generator], Example] | None = None, *,
+                 temperature: float = 2.0, max_tokens: int = 8192, max_len: int | None = None,
+                 max_batch_size: int | None = None, pad_id: int = 0, seed: int = 0) -> None:
+        self.groups = {k: v for k, v in groups.items() if len(v)}
+        if not self.groups:
+            raise ValueError("the sampler has no examples: every (task, language) group is empty")
+        self.build, self.temperature = build, temperature
+        self.max_tokens, self.max_len, self.max_batch_size, self.pad_id = max_tokens, max_len, max_batch_size, pad_id
+        task_counts: Counter[str] = Counter()
+        for (task, _), items in self.groups.items():
+            task_counts[task] += len(items)
+        self.task_probs = temperature_probs(dict(task_counts), temperature)
+        self.lang_probs = {task: temperature_probs({lang: len(items) for (t, lang), items in self.groups.items()
+                                                    if t == task}, temperature) for task in self.task_probs}
+        self._tasks = list(self.task_probs)
+        self.rng = np.random.default_rng(seed)
+        self.dropped: Counter[str] = Counter()
+        self._pending: tuple[str, Example] | None = None
+
+    def probabilities(self) -> dict[tuple[str, str], float]:
+        """Joint probability of each ``(task, language)`` group."""
+        return {(t, lang): self.task_probs[t] * p for t, langs in self.lang_probs.items() for lang, p in langs.items()}
+
+    def sample_group(self) -> tuple[str, str]:
+        """Draw a task, then a language within it."""
+        task = self._tasks[int(self.rng.choice(len(self._tasks), p=list(self.task_probs.values())))]
+        langs = self.lang_probs[task]
+        lang = list(langs)[int(self.rng.choice(len(langs), p=list(langs.values())))]
+        return task, lang
+
+    def sample_example(self) -> tuple[str, Example]:
+        """Draw a group, an item of it, and build its example; examples longer than ``max_len`` are redrawn."""
+        if self.build is None:
+            raise ValueError("this sampler has no build function")
+        for _ in range(MAX_CONSECUTIVE_DROPS):
+            task, lang = self.sample_group()
+            items = self.groups[(task, lang)]
+            ex = self.build(task, items[int(self.rng.integers(len(items)))], self.rng)
+            if self.max_len is None or len(ex.input_ids) <= self.max_len:
+                return task, ex
+            self.dropped[task] += 1
+            n = self.dropped[task]
+            if n & (n - 1) == 0:  # log at 1, 2, 4, 8, ... drops
+                log.warning("dropped %d %s example(s) longer than %d tokens so far (this one: %d)", n, task,
+                            self.max_len, len(ex.input_ids))
+        raise ValueError(f"{MAX_CONSECUTIVE_DROPS} examples in a row were longer than max_len={self.max_len}: "
+                         "use fewer codebooks, shorter utterances or a model with more positions")
+
+    def next_batch(self) -> Batch:
+        """One batch of at most ``max_tokens`` padded tokens."""
+        chosen: list[tuple[str, Example]] = []
+        longest = 0
+        while True:
+            item, self._pending = self._pending or self.sample_example(), None
+            length = max(longest, len(item[1].input_ids))
+            if chosen and (length * (len(chosen) + 1) > self.max_tokens
+                           or (self.max_batch_size is not None and len(chosen) >= self.max_batch_size)):
+                self._pending = item  # starts the next batch: nothing drawn is wasted
+                break
+            chosen.append(item)
+            longest = length
+        return collate([e for _, e in chosen], self.pad_id, [t for t, _ in chosen])
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            yield self.next_batch()
+
+    # --- resumption ----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state: generator, drop counts and the example held over for the next batch."""
+        pending = None
+        if self._pending is not None:
+            task, ex = self._pending
+            pending = [task, ex.input_ids, ex.labels, ex.prompt_len, ex.loss_weights]
+        return {"rng": json.dumps(self.rng.bit_generator.state), "dropped": dict(self.dropped),
+                "pending": json.dumps(pending)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.dropped = Counter(state.get("dropped", {}))
+        pending = json.loads(state.get("pending", "null"))
+        self._pending = None if pending is None else (pending[0], Example(*pending[1:]))
+
+
+@dataclass
+class DataSummary:
+    """Counts for logs and ``training_state.json``: examples per ``task/lang`` and sampling probabilities."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sampler: MultiTaskSampler) -> DataSummary:
+        return cls({f"{t}/{lang}": len(v) for (t, lang), v in sorted(sampler.groups.items())},
+                   {f"{t}/{lang}": round(p, 4) for (t, lang), p in sorted(sampler.probabilities().items())})

@@ -1,0 +1,505 @@
+"""Train the audio-language model on a corpus: one next-token loss over temperature-mixed task batches.
+
+    python -m training.train_alm --corpus corpus --out runs/alm --preset tiny --steps 20000
+
+Setup -> train -> save, visibly:
+
+1. the codec and unit tokenizer (``--codec`` / ``--units``, default the shipped ones) encode the corpus once into a
+   token cache (:func:`training.alm_data.build_token_cache`; reused while corpus and tokenizers are unchanged);
+2. a byte-level BPE is trained on the train split's text of both languages (plus the SLU targets), and the shared
+   :class:`alm.vocab.Vocabulary` is laid out around it, the units and the first ``K`` codebooks;
+3. the decoder is a preset (``debug``, ``tiny``, ``small``, ``base``) over that vocabulary; AdamW with linear
+   warmup and cosine decay, gradient clipping, optional gradient accumulation, bf16 autocast on a GPU;
+4. every ``eval_every`` steps: loss per task on the valid split, and greedy ASR transcripts of a few valid
+   utterances next to their references (logged and appended to ``OUT/samples.jsonl``); ``OUT/training_curves.png``;
+5. every ``ckpt_every`` steps an atomic checkpoint ``OUT/checkpoints/step-NNNNNNN`` in the checkpoint layout
+   (``config.json``, ``model.safetensors``, ``tokenizer.json``, ``vocab.json``, ``codec/``, ``units/``,
+   ``training_state.json``) plus ``trainer_state.pt`` (optimizer, step, RNG and sampler state, history; loaded with
+   ``weights_only=True``). The same command again resumes from the latest one. At the end ``OUT/final`` holds the
+   exported checkpoint (same layout, no trainer state).
+
+Everything the loop changes lives in one :class:`TrainState` (no module-level state), so the loop can be driven by a
+DeepSpeed engine later: model and optimizer are built in one place, and backward/step/clip are one function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import typing
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from alm.config import PRESETS
+from alm.generation import generate_for_task
+from alm.model import AlmForCausalLM
+from alm.prompts import Example, parse_output
+from alm.vocab import Vocabulary, train_text_tokenizer
+from codec import load_codec, load_units
+from codec.base import AudioTokenizer
+from codec.units import UnitTokenizer
+from training.alm_data import (
+    DataSummary,
+    ExampleBuilder,
+    ExampleOptions,
+    MultiTaskSampler,
+    TokenCache,
+    build_token_cache,
+    pack,
+)
+from training.data.corpus import read_manifest
+from training.data.slu import format_target
+from training.seed import seed_everything
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+TRAINER_STATE = "trainer_state.pt"
+TRAINING_STATE = "training_state.json"
+
+
+@dataclass
+class TrainAlmConfig:
+    """Settings of one ALM run (saved in ``training_state.json``)."""
+
+    preset: str = "tiny"  # debug | tiny | small | base (alm.config presets)
+    steps: int = 20000
+    max_tokens: int = 8192  # padded tokens (B x L) per micro-batch
+    max_batch_size: int | None = None
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    warmup_steps: int = 500
+    weight_decay: float = 0.1
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    # data
+    num_codebooks: int = 4  # K the model reads and writes (at most the codec's)
+    input_speech: str = "units"  # units | codec | both
+    collapse_units: bool = True
+    temperature: float = 2.0  # task/language sampling p ∝ (n/N)^(1/T); T = 2 is alpha = 0.5
+    s2st_text_prob: float = 0.5
+    voice_seconds: float = 3.0
+    prompt_weight: float = 0.0
+    text_vocab_size: int = 4000
+    pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
+    max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
+    # bookkeeping
+    log_every: int = 10
+    eval_every: int = 500
+    eval_max_per_task: int = 64
+    num_samples: int = 2  # valid utterances transcribed at each evaluation (0: none)
+    ckpt_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    threads: int = 0  # torch threads; 0: torch's default
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = True  # bf16 autocast on CUDA
+    codec: str | None = None  # codec directory; None: the shipped codec
+    units: str | None = None  # unit tokenizer directory; None: the shipped units
+    cache_dir: str | None = None  # token cache root; None: CORPUS/token_cache
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # extra AlmConfig fields for the preset
+
+
+@dataclass
+class TrainState:
+    """Everything the loop changes; saved in checkpoints (the model unwrapped, as its own files)."""
+
+    model: AlmForCausalLM
+    optimizer: torch.optim.Optimizer
+    vocab: Vocabulary
+    codec: AudioTokenizer
+    units: UnitTokenizer
+    step: int = 0
+    tokens_seen: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: AlmForCausalLM
+    vocab: Vocabulary
+    history: list[dict[str, Any]]
+    start_step: int  # 0 for a fresh run, the checkpoint's step for a resumed one
+    checkpoint: Path  # the exported checkpoint (OUT/final)
+
+
+# --- building blocks ----------------------------------------------------------------------------------------------
+def build_vocabulary(records: list[dict[str, Any]], codec: AudioTokenizer, units: UnitTokenizer,
+                     cfg: TrainAlmConfig) -> Vocabulary:
+    """BPE on the train split's text (both languages, plus SLU targets), laid out with units and ``K`` codebooks."""
+    texts = [r["text"] for r in records if r["split"] == "train"]
+    for r in records:
+        if r["split"] == "train" and r.get("intent"):
+            slots = r.get("slots") or {}
+            texts.append(format_target(r["intent"], json.loads(slots) if isinstance(slots, str) else slots))
+    if not texts:
+        raise ValueError("the corpus has no train split to learn a text tokenizer from")
+    tok = train_text_tokenizer(texts, vocab_size=cfg.text_vocab_size)
+    return Vocabulary(tok, num_units=units.num_units, num_codebooks=cfg.num_codebooks,
+                      cardinality=codec.cardinality, pad_to_multiple_of=cfg.pad_vocab_to)
+
+
+def build_model(vocab: Vocabulary, cfg: TrainAlmConfig) -> AlmForCausalLM:
+    """The preset's decoder over ``vocab`` (fresh weights, float32)."""
+    name = cfg.preset if cfg.preset.startswith("alm_") else f"alm_{cfg.preset}"
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {cfg.preset!r}; known: {[p.removeprefix('alm_') for p in PRESETS]}")
+    config = PRESETS[name](vocab, num_codebooks=cfg.num_codebooks, input_speech=cfg.input_speech,
+                           **cfg.model_overrides)
+    return AlmForCausalLM(config)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainAlmConfig) -> torch.optim.AdamW:
+    """AdamW; matrices decay, vectors (norms) do not."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, cfg.beta2))
+
+
+def lr_at(step: int, cfg: TrainAlmConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _device(cfg: TrainAlmConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+def _autocast(device: torch.device, cfg: TrainAlmConfig) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
+
+
+def optimizer_step(state: TrainState, cfg: TrainAlmConfig) -> float:
+    """Clip, step, zero the gradients (the one place a DeepSpeed engine would take over); returns the grad norm."""
+    norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------
+def _checkpoint_dirs(out: Path) -> list[Path]:
+    d = out / CHECKPOINTS
+    done = [p for p in d.glob("step-*") if (p / TRAINER_STATE).is_file()] if d.is_dir() else []
+    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The newest complete ``OUT/checkpoints/step-*`` (``None`` when there is none)."""
+    found = _checkpoint_dirs(Path(out))
+    return found[-1] if found else None
+
+
+def _write_layout(d: Path, state: TrainState, training_state: dict[str, Any]) -> None:
+    """The checkpoint layout (model, vocabulary, codec, units, provenance) into ``d``."""
+    state.model.save_pretrained(d)
+    state.vocab.save(d)
+    state.codec.save_pretrained(d / "codec")
+    state.units.save_pretrained(d / "units")
+    (d / TRAINING_STATE).write_text(json.dumps(training_state, indent=2, default=str) + "\n")
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished temp directory over ``final`` (the old one is moved aside first, then removed)."""
+    old = final.with_name(f".{final.name}.old{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(out: Path, state: TrainState, sampler: MultiTaskSampler, training_state: dict[str, Any],
+                    keep: int) -> Path:
+    """Write ``OUT/checkpoints/step-NNNNNNN`` atomically and keep only the newest ``keep`` checkpoints."""
+    root = out / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state.step:07d}"
+    tmp = root / f".tmp-step-{state.step:07d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _write_layout(tmp, state, training_state)
+    trainer = {"step": state.step, "tokens_seen": state.tokens_seen, "elapsed_s": state.elapsed_s,
+               "optimizer": state.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+               "sampler": sampler.state_dict(), "history": json.dumps(state.history)}
+    torch.save(trainer, tmp / TRAINER_STATE)  # written last: its presence marks a complete checkpoint
+    _publish(tmp, final)
+    for stale in _checkpoint_dirs(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def export_checkpoint(out: Path, state: TrainState, training_state: dict[str, Any]) -> Path:
+    """``OUT/final``: the checkpoint layout without trainer state (what ``alm.load`` reads), written atomically."""
+    tmp = out / f".tmp-final-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _write_layout(tmp, state, training_state)
+    _publish(tmp, out / "final")
+    return out / "final"
+
+
+def resume_state(ckpt: Path, cfg: TrainAlmConfig, device: torch.device) -> tuple[TrainState, dict[str, Any]]:
+    """Rebuild a :class:`TrainState` from a checkpoint; also returns the raw trainer state (sampler, RNG)."""
+    vocab = Vocabulary.load(ckpt)
+    model = AlmForCausalLM.from_pretrained(ckpt, dtype=torch.float32).to(device)
+    codec, units = load_codec(ckpt / "codec"), load_units(ckpt / "units")
+    trainer = torch.load(ckpt / TRAINER_STATE, weights_only=True, map_location="cpu")
+    optimizer = build_optimizer(model, cfg)
+    optimizer.load_state_dict(trainer["optimizer"])
+    state = TrainState(model, optimizer, vocab, codec, units, step=int(trainer["step"]),
+                       tokens_seen=int(trainer["tokens_seen"]), elapsed_s=float(trainer["elapsed_s"]),
+                       history=json.loads(trainer["history"]))
+    return state, trainer
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: AlmForCausalLM, eval_sets: dict[str, list[tuple[str, Example]]], pad_id: int, max_tokens: int,
+             device: torch.device, cfg: TrainAlmConfig) -> dict[str, float]:
+    """Mean target-token loss per task (``valid_loss/<task>``) and over all tasks (``valid_loss``)."""
+    was_training = model.training
+    model.eval()
+    out, total, count = {}, 0.0, 0
+    for task, items in eval_sets.items():
+        loss_sum, n_sum = 0.0, 0
+        for batch in pack([(task, ex) for _, ex in items], max_tokens, pad_id):
+            n = batch.num_targets
+            with _autocast(device, cfg):
+                loss = model(**batch.model_inputs(device)).loss
+            loss_sum, n_sum = loss_sum + float(loss) * n, n_sum + n
+        if n_sum:
+            out[f"valid_loss/{task}"] = loss_sum / n_sum
+            total, count = total + loss_sum, count + n_sum
+    if count:
+        out["valid_loss"] = total / count
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def transcribe_samples(model: AlmForCausalLM, vocab: Vocabulary, items: list[tuple[str, Example]],
+                       cache: TokenCache, device: torch.device, cfg: TrainAlmConfig) -> list[dict[str, str]]:
+    """Greedy ASR of valid utterances (their prompts as built for training), next to the references."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for utt_id, ex in items:
+        target_len = len(ex.input_ids) - ex.prompt_len
+        with _autocast(device, cfg):
+            new = generate_for_task(model, vocab, "asr", ex.input_ids[: ex.prompt_len], strategy="greedy",
+                                    max_new_tokens=2 * target_len + 8)
+        out.append({"id": utt_id, "reference": cache.records[utt_id]["text"],
+                    "hypothesis": parse_output(vocab, "asr", new).text or ""})
+    model.train(was_training)
+    return out
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Training loss and per-task valid loss against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [h for h in history if "loss" in h]
+    valid = [h for h in history if "valid_loss" in h]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    if train:
+        ax[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train")
+    keys = sorted({k for h in valid for k in h if k.startswith("valid_loss")})
+    for key in keys:
+        pts = [(h["step"], h[key]) for h in valid if key in h]
+        ax[1].plot(*zip(*pts), marker="o", label=key.removeprefix("valid_loss").lstrip("/") or "all tasks")
+    for a, title in zip(ax, ("training loss (per log window)", "valid loss per task")):
+        a.set_title(title)
+        a.set_xlabel("step")
+        if a.lines:
+            a.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# --- the loop -----------------------------------------------------------------------------------------------------
+def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: AudioTokenizer | None = None,
+          units: UnitTokenizer | None = None, progress: bool = True) -> TrainResult:
+    """Train (or resume) an ALM on ``corpus``, writing checkpoints under ``out``.
+
+    Args:
+        corpus: manifest-form corpus directory.
+        out: run directory (checkpoints, curves, samples, final export).
+        cfg: run settings.
+        codec, units: tokenizers to use instead of ``cfg.codec`` / ``cfg.units`` (a resumed run always uses the
+            checkpoint's own).
+        progress: show tqdm bars.
+    """
+    corpus, out = Path(corpus), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg)
+    records = read_manifest(corpus)
+
+    # setup: resume from the latest checkpoint, or build everything fresh
+    ckpt = latest_checkpoint(out)
+    trainer: dict[str, Any] | None = None
+    if ckpt is not None:
+        state, trainer = resume_state(ckpt, cfg, device)
+        log.info("resuming from %s (step %d)", ckpt, state.step)
+        if codec is not None or units is not None:
+            log.warning("resuming: the checkpoint's own codec and units are used, not the ones passed in")
+    else:
+        codec = codec or load_codec(cfg.codec)
+        units = units or load_units(cfg.units)
+        if cfg.num_codebooks > codec.max_codebooks:
+            raise ValueError(f"num_codebooks={cfg.num_codebooks} but the codec has {codec.max_codebooks}")
+        vocab = build_vocabulary(records, codec, units, cfg)
+        model = build_model(vocab, cfg).to(device)
+        state = TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
+        log.info("%s: %.2fM parameters, %s", cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6, vocab)
+    start = state.step
+    trained = json.loads((ckpt / TRAINING_STATE).read_text()).get("data", {}) if ckpt is not None else {}
+    cache = build_token_cache(corpus, state.codec, state.units, cfg.cache_dir, progress=progress)
+    # the model's config (and a resumed run's record), not cfg, say how the prompts look: a run keeps its format
+    options = ExampleOptions(num_codebooks=state.model.config.num_codebooks,
+                             input_speech=state.model.config.input_speech,
+                             collapse_units=trained.get("collapse_units", cfg.collapse_units),
+                             voice_seconds=cfg.voice_seconds,
+                             s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight)
+    builder = ExampleBuilder(state.vocab, cache, options)
+    max_len = state.model.config.max_position_embeddings
+    max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
+    sampler = MultiTaskSampler(builder.groups("train"), builder.build, temperature=cfg.temperature,
+                               max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,
+                               pad_id=state.vocab.pad_id, seed=cfg.seed)
+    if trainer is not None:
+        sampler.load_state_dict(trainer["sampler"])
+        torch.set_rng_state(trainer["torch_rng"])
+    summary = DataSummary.of(sampler)
+    log.info("train examples per task/lang %s; sampling probabilities %s", summary.counts, summary.probabilities)
+    eval_sets = {t: [(i, e) for i, e in items if len(e.input_ids) <= max_len]
+                 for t, items in builder.fixed_examples("valid", cfg.eval_max_per_task, cfg.seed).items()}
+    samples = eval_sets.get("asr", [])[: cfg.num_samples]
+
+    def training_state(metrics: dict[str, float]) -> dict[str, Any]:
+        return {"step": state.step, "corpus": str(corpus), "preset": cfg.preset, "tokens_seen": state.tokens_seen,
+                "elapsed_s": round(state.elapsed_s, 1), "metrics": metrics, "train_config": asdict(cfg),
+                "data": {**asdict(options), "cache_fingerprint": cache.fingerprint, "examples": summary.counts,
+                         "sampling": summary.probabilities, "dropped_too_long": dict(sampler.dropped)}}
+
+    # train
+    model = state.model
+    model.train()
+    metrics = next(({k: v for k, v in h.items() if k != "step"} for h in reversed(state.history)
+                    if "valid_loss" in h), {})
+    window: list[float] = []
+    window_tasks: Counter[str] = Counter()
+    t_last, tokens_last = time.time(), state.tokens_seen
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="alm",
+               unit="step")
+    for step in bar:
+        t_step = time.time()
+        lr = lr_at(step, cfg)
+        for g in state.optimizer.param_groups:
+            g["lr"] = lr
+        step_loss = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = sampler.next_batch()
+            with _autocast(device, cfg):
+                loss = model(**batch.model_inputs(device)).loss / cfg.grad_accum
+            loss.backward()
+            step_loss += float(loss.detach())
+            state.tokens_seen += batch.num_tokens
+            window_tasks.update(batch.tasks)
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"loss became {step_loss} at step {step + 1}; lower --lr")
+        grad_norm = optimizer_step(state, cfg)
+        state.step = step + 1
+        state.elapsed_s += time.time() - t_step
+        window.append(step_loss)
+        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
+        done = state.step
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            now = time.time()
+            rec = {"step": done, "loss": float(np.mean(window)), "lr": lr, "grad_norm": grad_norm,
+                   "tokens_per_s": round((state.tokens_seen - tokens_last) / max(now - t_last, 1e-9), 1),
+                   "tasks": dict(window_tasks)}
+            state.history.append(rec)
+            log.debug("step %d: %s", done, rec)
+            window, window_tasks, t_last, tokens_last = [], Counter(), now, state.tokens_seen
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            metrics = evaluate(model, eval_sets, state.vocab.pad_id, cfg.max_tokens, device, cfg)
+            state.history.append({"step": done, **metrics})
+            log.info("step %d: train loss %.3f, %s; dropped too long: %s", done, step_loss,
+                     " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), dict(sampler.dropped) or "none")
+            if samples:
+                transcripts = transcribe_samples(model, state.vocab, samples, cache, device, cfg)
+                with open(out / "samples.jsonl", "a", encoding="utf-8") as f:
+                    for s in transcripts:
+                        log.info("ASR sample %s\n  ref: %s\n  hyp: %s", s["id"], s["reference"], s["hypothesis"])
+                        f.write(json.dumps({"step": done, **s}, ensure_ascii=False) + "\n")
+            plot_history(state.history, out / "training_curves.png")
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            save_checkpoint(out, state, sampler, training_state(metrics), cfg.keep_checkpoints)
+    bar.close()
+    model.eval()
+    final = export_checkpoint(out, state, training_state(metrics))
+    return TrainResult(model, state.vocab, state.history, start, final)
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> tuple[str, str, TrainAlmConfig, bool]:
+    """``(corpus, out, config, progress)`` from command-line arguments (a ``--flag`` per :class:`TrainAlmConfig`
+    field, plus ``--no-progress`` for logs without a progress bar)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", required=True, help="manifest-form corpus directory")
+    p.add_argument("--out", required=True, help="run directory (resumed when it holds checkpoints)")
+    hints = typing.get_type_hints(TrainAlmConfig)
+    for f in fields(TrainAlmConfig):
+        if f.name == "model_overrides":
+            continue
+        kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = args[0] if args else kind
+        flag = f"--{f.name.replace('_', '-')}"
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            p.add_argument(flag, type=kind, default=f.default)
+    p.add_argument("--model-overrides", type=json.loads, default={},
+                   help='JSON of extra AlmConfig fields, e.g. \'{"max_position_embeddings": 2048}\'')
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    a = vars(p.parse_args(argv))
+    corpus, out, progress = a.pop("corpus"), a.pop("out"), a.pop("progress")
+    return corpus, out, TrainAlmConfig(**a), progress
+
+
+def main(argv: list[str] | None = None) -> None:
+    corpus, out, cfg, progress = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    train(corpus, out, cfg, progress=progress)
+
+
+if __name__ == "__main__":
+    main()
