@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
+from torch import nn
 
 from codec import _encodec
 from codec.base import AudioTokenizer
@@ -36,7 +37,7 @@ class CodecConfig:
     num_codebooks: int = 8
     cardinality: int = 1024
     ema_decay: float = 0.99
-    dead_code_threshold: int = 2
+    dead_code_threshold: float = 0.0  # encodec's own expiry (0: off; see NeuralCodec.revive_dead_codes)
     kmeans_iters: int = 20
     extra: dict[str, Any] = field(default_factory=dict)  # training provenance (steps, data), not architecture
 
@@ -83,6 +84,7 @@ class NeuralCodec(AudioTokenizer):
             decay=config.ema_decay, kmeans_init=True, kmeans_iters=config.kmeans_iters,
             threshold_ema_dead_code=config.dead_code_threshold,
         )
+        self._last_latents: torch.Tensor | None = None  # latents of the last training forward (dead-code revival)
 
     # --- AudioTokenizer --------------------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -109,7 +111,62 @@ class NeuralCodec(AudioTokenizer):
         codes [B, n_q, F], commitment loss [])``. In training mode the codebooks take EMA updates."""
         z = self.encoder(wav[:, None])
         quantized, codes, commit = self.quantizer.vq(z, n_q=n_q or self.max_codebooks)
+        self._last_latents = z.detach()
         return self.decoder(quantized)[:, 0], codes.transpose(0, 1), commit.mean()
+
+    @torch.no_grad()
+    def init_from_data(self, wav: torch.Tensor, target_std: float = 1.0) -> None:
+        """Data-dependent init (LSUV-style) before training: scale every convolution so that its output on the
+        batch ``wav`` ``[B, T]`` has standard deviation ``target_std`` (the last decoder layer: that of ``wav``).
+
+        With PyTorch's default init each of SEANet's ~15 layers shrinks the signal, so a fresh encoder's output is
+        nearly constant in time (its time-variation is ~1 % of its mean here); the decoder then learns an
+        input-independent average spectrum and stays on that plateau for thousands of CPU steps. Written here
+        because neither encodec nor transformers ships such an init.
+        """
+        convs = [m for m in self.encoder.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+        dec_convs = [m for m in self.decoder.modules() if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d))]
+        x = wav[:, None]
+        for net, layers, inp in ((self.encoder, convs, lambda: x), (self.decoder, dec_convs, lambda: self.encoder(x))):
+            for i, conv in enumerate(layers):
+                out: list[torch.Tensor] = []
+                handle = conv.register_forward_hook(lambda _m, _i, o, out=out: out.append(o))
+                net(inp())
+                handle.remove()
+                std = float(out[0].std())
+                goal = float(wav.std()) if (net is self.decoder and i == len(layers) - 1) else target_std
+                scale = goal / max(std, 1e-8)
+                gain = conv.weight_g if hasattr(conv, "weight_g") else conv.weight
+                gain.mul_(scale)
+                if conv.bias is not None:
+                    conv.bias.mul_(scale)
+
+    @torch.no_grad()
+    def revive_dead_codes(self, z: torch.Tensor, n_q: int, threshold: float = 0.1, reset_size: float = 0.25) -> int:
+        """Replace codebook entries whose EMA usage fell below ``threshold`` (uses per batch) with random latent
+        vectors of the current batch, for the first ``n_q`` quantizers. Returns how many were replaced.
+
+        Written here because encodec's own expiry does not work for us: it only rewrites ``embed``, which the
+        EMA update then recomputes from ``embed_avg`` in the same step (so nothing is replaced), and its
+        threshold assumes large batches. Here ``embed``, ``embed_avg`` and ``cluster_size`` are set together.
+
+        Args:
+            z: encoder latents ``[B, D, F]`` of the batch just trained on.
+        """
+        residual = z.transpose(1, 2).reshape(-1, z.shape[1])  # [N, D]
+        replaced = 0
+        for layer in self.quantizer.vq.layers[:n_q]:
+            cb = layer._codebook
+            dead = cb.cluster_size < threshold
+            n_dead = int(dead.sum())
+            if n_dead:
+                new = residual[torch.randint(0, residual.shape[0], (n_dead,), device=residual.device)]
+                cb.embed[dead] = new
+                cb.embed_avg[dead] = new * reset_size
+                cb.cluster_size[dead] = reset_size
+                replaced += n_dead
+            residual = residual - cb.dequantize(cb.quantize(residual))
+        return replaced
 
     # --- chunked processing ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -174,6 +174,43 @@ def test_tiny_codec_learns() -> None:
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5]), losses
 
 
+def test_data_dependent_init_keeps_the_signal_alive() -> None:
+    torch.manual_seed(0)
+    model = NeuralCodec(CodecConfig(n_filters=4, dimension=16, num_codebooks=2, cardinality=64))
+    x = torch.stack([speechlike(0.5, seed=s) for s in range(4)])
+
+    def time_variation() -> float:
+        with torch.no_grad():
+            z = model.encoder(x[:, None])
+        return float(z.std(dim=2).mean() / (z.mean(dim=2).abs().mean() + 1e-8))
+
+    before = time_variation()
+    model.init_from_data(x)
+    assert time_variation() > 5 * before
+    with torch.no_grad():
+        y = model.decoder(model.encoder(x[:, None]))[:, 0]
+    assert 0.3 < float(y.std() / x.std()) < 3
+
+
+def test_dead_codes_are_revived_and_stay_revived() -> None:
+    torch.manual_seed(0)
+    model = NeuralCodec(CodecConfig(n_filters=4, dimension=16, num_codebooks=2, cardinality=64))
+    model.train()
+    x = torch.stack([speechlike(0.5, seed=s) for s in range(4)])
+    model(x)
+    cb = model.quantizer.vq.layers[0]._codebook
+    cb.cluster_size[:10] = 0.0  # ten dead codes
+    replaced = model.revive_dead_codes(model._last_latents, n_q=2)
+    assert replaced >= 10
+    revived = cb.embed[:10].clone()
+    latents = model._last_latents.transpose(1, 2).reshape(-1, 16)
+    # each revived code is a latent vector of the batch
+    assert all(bool((latents - v).abs().sum(dim=1).min() < 1e-5) for v in revived)
+    model(x)  # an EMA step must not undo the revival (encodec's own expiry is undone this way)
+    assert (cb.embed[:10] - revived).abs().max() < 0.5 * revived.abs().max()
+    assert (cb.cluster_size[:10] > 0).all()
+
+
 def test_shipped_codec_loads_and_beats_an_untrained_one() -> None:
     shipped = codec.load_codec()
     assert isinstance(shipped, NeuralCodec)

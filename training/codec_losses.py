@@ -14,12 +14,16 @@ from transformers.audio_utils import mel_filter_bank
 
 
 class MultiScaleMelLoss(nn.Module):
-    """Sum over STFT sizes 2^i (i in ``scales``) of L1 on mel power plus L2 on log mel (EnCodec's
-    reconstruction loss). Inputs ``[B, T]``; returns a scalar."""
+    """Mean over STFT sizes 2^i (i in ``scales``) of a mel reconstruction loss: ``"encodec"``, L1 on mel power
+    plus L2 on log mel (EnCodec's); or ``"log_l1"``, L1 on log mel magnitude (HiFi-GAN's, DAC's). Inputs
+    ``[B, T]``; returns a scalar."""
 
-    def __init__(self, sample_rate: int = 16000, scales: tuple[int, ...] = (6, 7, 8, 9, 10, 11), n_mels: int = 64):
+    def __init__(self, sample_rate: int = 16000, scales: tuple[int, ...] = (6, 7, 8, 9, 10, 11), n_mels: int = 64,
+                 kind: str = "encodec"):
         super().__init__()
-        self.scales = scales
+        if kind not in ("encodec", "log_l1"):
+            raise ValueError(f"mel loss kind must be 'encodec' or 'log_l1', got {kind!r}")
+        self.scales, self.kind = scales, kind
         for i in scales:
             n_fft = 2**i
             mels = min(n_mels, n_fft // 4)
@@ -38,7 +42,10 @@ class MultiScaleMelLoss(nn.Module):
         loss = y.new_zeros(())
         for i in self.scales:
             m_hat, m = self.mel(y_hat, i), self.mel(y, i)
-            loss = loss + F.l1_loss(m_hat, m) + F.mse_loss(torch.log(m_hat + 1e-5), torch.log(m + 1e-5)).sqrt()
+            if self.kind == "log_l1":  # HiFi-GAN/DAC style: L1 on log mel magnitude
+                loss = loss + F.l1_loss(torch.log(m_hat.clamp(min=1e-10)) / 2, torch.log(m.clamp(min=1e-10)) / 2)
+            else:
+                loss = loss + F.l1_loss(m_hat, m) + F.mse_loss(torch.log(m_hat + 1e-5), torch.log(m + 1e-5)).sqrt()
         return loss / len(self.scales)
 
 

@@ -57,6 +57,7 @@ class TrainCodecConfig:
     lambda_commit: float = 1.0
     lambda_adv: float = 0.1
     lambda_fm: float = 1.0
+    mel_loss: str = "encodec"  # or "log_l1" (see training.codec_losses.MultiScaleMelLoss)
     valid_every: int = 500
     ckpt_every: int = 250
     valid_clips: int = 16
@@ -241,12 +242,14 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainCodecConfig, progress: 
         if disc is not None and "disc" in state:
             disc.load_state_dict(state["disc"])
             opt_d.load_state_dict(state["opt_d"])
-    mel = MultiScaleMelLoss(model.sample_rate)
+    mel = MultiScaleMelLoss(model.sample_rate, kind=cfg.mel_loss)
     segment = int(cfg.segment_seconds * model.sample_rate) // model.hop_length * model.hop_length
     sampler = SegmentSampler(read_split(corpus, "train", cfg.max_hours, cfg.seed), segment, cfg.seed + start)
     valid = [torch.from_numpy(w[: 4 * 16000] / 32768.0).float()
              for w in read_split(corpus, "valid", 0.05, cfg.seed)[: cfg.valid_clips]]
     rng = random.Random(cfg.seed + start)
+    if not resumed:
+        model.init_from_data(sampler.batch(max(cfg.batch_size, 16)))
     t0, bar = time.time(), tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress,
                                 desc="codec", unit="step")
     for step in bar:
@@ -271,8 +274,9 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainCodecConfig, progress: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
+        rec["revived"] = model.revive_dead_codes(model._last_latents, n_q) if model._last_latents is not None else 0
         history.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", mel=f"{rec['mel']:.3f}")
+        bar.set_postfix(loss=f"{rec['loss']:.3f}", mel=f"{rec['mel']:.3f}", revived=rec["revived"])
         done = step + 1
         if done % cfg.valid_every == 0 or done == cfg.steps:
             v = validate(model, valid, mel)
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     d = TrainCodecConfig()
     for name in ("steps", "batch_size", "segment_seconds", "lr", "max_hours", "valid_every", "ckpt_every",
-                 "seed", "threads", "adv_start"):
+                 "seed", "threads", "adv_start", "lambda_time", "mel_loss"):
         default = getattr(d, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default) if default is not None else int,
                        default=default)
