@@ -1,7 +1,9 @@
-"""`make demo`: synthesize a small bilingual corpus and show what it holds.
+"""`make demo`: synthesize a small bilingual corpus, show what it holds, and pass it through the shipped codec
+and unit tokenizers.
 
 Later stages of the project extend this to prompt the shipped model; for now it exercises the data path a
-user starts from: the speech synthesizers, the manifest, and loading it as a Hugging Face dataset.
+user starts from: the speech synthesizers, the manifest, loading it as a Hugging Face dataset, and turning
+speech into the tokens the model reads (codec tokens at several bitrates, decoded back to WAVs, and units).
 """
 
 from __future__ import annotations
@@ -39,7 +41,28 @@ def main() -> int:
         extra = {k: row[k] for k in ("translation", "intent", "slots") if row.get(k)}
         print(f"  [{kind}] {row['speaker']:>16} {row['lang']} {audio.duration_seconds:5.2f}s  {row['text']!r}"
               + (f"  {json.dumps(extra, ensure_ascii=False)}" if extra else ""))
+    tokens_demo(ds["test"][0])
     return 0
+
+
+def tokens_demo(row: dict) -> None:
+    """Encode one held-out-speaker utterance with the shipped codec and units; write the decoded WAVs."""
+    import codec
+
+    wav = row["audio"].get_all_samples().data[0]
+    tok, units = codec.load_codec(), codec.load_units()
+    out = OUT / "codec"
+    out.mkdir(parents=True, exist_ok=True)
+    codec.save_audio(out / "original.wav", wav, 16000)
+    print(f"\nShipped codec on a held-out voice ({row['speaker']}, {len(wav) / 16000:.2f} s): {out}/")
+    for k in (1, 3, 8):
+        tok.set_num_codebooks(k)
+        codes = tok.encode(wav)
+        back = tok.decode(codes)[0, : len(wav)].clamp(-1, 1)
+        codec.save_audio(out / f"codec_{tok.bitrate / 1000:g}kbps.wav", back, 16000)
+        print(f"  {tok.bitrate / 1000:g} kbps: codes {tuple(codes.shape)} -> codec_{tok.bitrate / 1000:g}kbps.wav")
+    u = units.encode(wav, collapse=True)
+    print(f"  units ({units.kind}, {units.num_units} clusters, repeats collapsed): {u[:20].tolist()} ... ({len(u)})")
 
 
 if __name__ == "__main__":
