@@ -143,9 +143,9 @@ def check_checkpoint_dir(directory: str | os.PathLike) -> Path:
     if not d.exists():
         if d.resolve() == DEFAULT_CHECKPOINT:
             raise CheckpointError(
-                f"the shipped default model is missing: {d} does not exist. Train one (`alm train alm --config "
-                f"...`, see training/) and save it there with alm.save_checkpoint(...), or load another "
-                f"checkpoint directory with alm.load('path/to/checkpoint')")
+                f"the shipped default model is missing: {d} does not exist. Train one (`python -m "
+                f"training.train_alm --corpus CORPUS --out RUN --preset tiny` writes RUN/final) and load it with "
+                f"alm.load('RUN/final')")
         raise CheckpointError(f"no checkpoint at {d}: the directory does not exist")
     if not d.is_dir():
         raise CheckpointError(f"{d} is a file, not a checkpoint directory")

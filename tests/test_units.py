@@ -244,3 +244,20 @@ def test_cli_smoke(wavs, tmp_path, capsys):
         unit_quality.main(["--units", str(out / "mfcc"), str(out / "hubert"), "--sentences", "2"])
         table = capsys.readouterr().out
         assert "PNMI" in table and str(out / "hubert") in table
+
+
+def test_shipped_units_load_in_one_line_and_track_phones() -> None:
+    """Both shipped unit tokenizers load with one call; their units carry phone information (PNMI well above
+    that of the same units shuffled across frames)."""
+    import codec
+    from training.unit_quality import phone_labelled_set, unit_quality
+
+    labelled = phone_labelled_set(12, seed=7)
+    for kind in ("mfcc", "hubert"):
+        tok = codec.load_units(kind=kind)
+        assert tok.kind == kind and tok.frame_rate == 50
+        q = unit_quality(tok, labelled)
+        assert q["pnmi"] > q["pnmi_chance"] + 0.1, (kind, q)
+    assert codec.load_units().kind == "mfcc"
+    with pytest.raises(ValueError, match="kind"):
+        codec.load_units(kind="wav2vec")
