@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
@@ -39,6 +38,7 @@ from training.codec_losses import (
     generator_losses,
     mel_distance,
 )
+from training.data.corpus import read_split_audio
 from training.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -67,25 +67,6 @@ class TrainCodecConfig:
 
 
 # --- data ------------------------------------------------------------------------------------------------------
-
-def read_split(corpus: Path, split: str, max_hours: float, seed: int) -> list[np.ndarray]:
-    """int16 waveforms of one split (shuffled, up to ``max_hours``)."""
-    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["split"] == split]
-    if not rows:
-        raise ValueError(f"{corpus} has no {split!r} utterances")
-    random.Random(seed).shuffle(rows)
-    out, total = [], 0.0
-    for r in rows:
-        if total >= max_hours * 3600:
-            break
-        data, rate = sf.read(corpus / r["path"], dtype="int16")
-        if rate != 16000 or data.ndim != 1:
-            raise ValueError(f"{r['path']}: expected 16 kHz mono, got {rate} Hz {data.shape}")
-        out.append(data)
-        total += len(data) / rate
-    log.info("%s: %d utterances, %.2f h in memory", split, len(out), total / 3600)
-    return out
 
 
 class SegmentSampler:
@@ -244,9 +225,9 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainCodecConfig, progress: 
             opt_d.load_state_dict(state["opt_d"])
     mel = MultiScaleMelLoss(model.sample_rate, kind=cfg.mel_loss)
     segment = int(cfg.segment_seconds * model.sample_rate) // model.hop_length * model.hop_length
-    sampler = SegmentSampler(read_split(corpus, "train", cfg.max_hours, cfg.seed), segment, cfg.seed + start)
+    sampler = SegmentSampler(read_split_audio(corpus, "train", cfg.max_hours, cfg.seed), segment, cfg.seed + start)
     valid = [torch.from_numpy(w[: 4 * 16000] / 32768.0).float()
-             for w in read_split(corpus, "valid", 0.05, cfg.seed)[: cfg.valid_clips]]
+             for w in read_split_audio(corpus, "valid", 0.05, cfg.seed)[: cfg.valid_clips]]
     rng = random.Random(cfg.seed + start)
     if not resumed:
         model.init_from_data(sampler.batch(max(cfg.batch_size, 16)))

@@ -23,7 +23,6 @@ import copy
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
@@ -48,6 +46,7 @@ from codec.units import (
     num_frames,
     small_hubert_config,
 )
+from training.data.corpus import read_split_audio
 from training.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -84,26 +83,6 @@ class HubertTrainResult:
 
 
 # --- data --------------------------------------------------------------------------------------------------------
-
-def read_train_audio(corpus: str | Path, hours: float, seed: int, split: str = "train") -> list[np.ndarray]:
-    """Shuffled ``[T]`` int16 waveforms of one split of a manifest corpus, up to ``hours`` of audio."""
-    corpus = Path(corpus)
-    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("split", "train") == split]
-    if not rows:
-        raise ValueError(f"{corpus} has no {split!r} utterances")
-    random.Random(seed).shuffle(rows)
-    out, total = [], 0.0
-    for r in rows:
-        if total >= hours * 3600:
-            break
-        data, rate = sf.read(corpus / r["path"], dtype="int16")
-        if rate != SAMPLE_RATE or data.ndim != 1:
-            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz {data.shape}")
-        out.append(data)
-        total += len(data) / rate
-    log.info("%s: %d utterances, %.2f h in memory", split, len(out), total / 3600)
-    return out
 
 
 def _as_float(w: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -392,7 +371,7 @@ def train_units(corpus: str | Path, out: str | Path, args: argparse.Namespace) -
     if args.threads:
         torch.set_num_threads(args.threads)
     t_all = time.time()
-    pool = read_train_audio(corpus, max(args.hours_for_kmeans, args.hours_for_hubert), args.seed)
+    pool = read_split_audio(corpus, "train", max(args.hours_for_kmeans, args.hours_for_hubert), args.seed)
 
     t = time.time()
     train_wavs = _take_hours(pool, args.hours_for_hubert)

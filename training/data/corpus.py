@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import soundfile as sf
 
 from codec.audio import SAMPLE_RATE
 
@@ -105,3 +108,25 @@ def load_corpus(corpus_dir: str | Path, sample_rate: int = SAMPLE_RATE) -> datas
         out[split] = ds.cast_column("audio", datasets.Audio(sampling_rate=sample_rate))
     log.info("loaded %s: %s", corpus_dir, {k: len(v) for k, v in out.items()})
     return datasets.DatasetDict(out)
+
+
+def read_split_audio(corpus: str | Path, split: str, max_hours: float, seed: int) -> list[np.ndarray]:
+    """Shuffled ``[T]`` int16 waveforms of one split of a manifest corpus, up to ``max_hours`` of audio (held in
+    memory by the codec and unit trainers). Rows without a ``split`` count as ``train``."""
+    corpus = Path(corpus)
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("split", "train") == split]
+    if not rows:
+        raise ValueError(f"{corpus} has no {split!r} utterances")
+    random.Random(seed).shuffle(rows)
+    out, total = [], 0.0
+    for r in rows:
+        if total >= max_hours * 3600:
+            break
+        data, rate = sf.read(corpus / r["path"], dtype="int16")
+        if rate != SAMPLE_RATE or data.ndim != 1:
+            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz {data.shape}")
+        out.append(data)
+        total += len(data) / rate
+    log.info("%s: %d utterances, %.2f h in memory", split, len(out), total / 3600)
+    return out
