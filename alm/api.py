@@ -36,7 +36,6 @@ from alm.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from alm.generation import MAX_AUDIO_SECONDS, STRATEGIES, generate_for_task, max_new_tokens_for, source_length
 from alm.model import AlmForCausalLM
 from alm.prompts import (
-    VOICE_PROMPT_SECONDS,
     asr_prompt,
     continue_prompt,
     parse_output,
@@ -51,7 +50,6 @@ from codec import AudioInputError, load_audio, save_audio
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # Hz, every waveform in and out
-COLLAPSE_UNITS = True  # prompts carry units with repeats merged ("5 5 7" -> "5 7"), as the training data does
 SILENCE_DBFS = -60.0
 SILENCE_PEAK = 10 ** (SILENCE_DBFS / 20)  # 0.001: audio whose peak stays below -60 dBFS holds no speech
 SAMPLING_STRATEGIES = ("sample", "top_k", "top_p")
@@ -482,11 +480,11 @@ class AudioLanguageModel:
         return wav
 
     def _units(self, wav: torch.Tensor) -> list[int]:
-        return self.units.encode(wav, collapse=COLLAPSE_UNITS).tolist()
+        return self.units.encode(wav, collapse=self.model.config.collapse_units).tolist()
 
     def _voice_codes(self, wav: torch.Tensor) -> torch.Tensor:
-        """``[K, F]`` codes of the first 3 s of ``wav``."""
-        return self.codec.encode(wav[: int(VOICE_PROMPT_SECONDS * SAMPLE_RATE)])[0].cpu()
+        """``[K, F]`` codes of the first ``config.voice_seconds`` of ``wav`` (the length the model was trained on)."""
+        return self.codec.encode(wav[: int(self.model.config.voice_seconds * SAMPLE_RATE)])[0].cpu()
 
     def _generate(self, job: TaskJob, prompt: list[int], options: GenerationOptions) -> list[int]:
         k = self.num_codebooks

@@ -7,6 +7,8 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``vocab_layout``: :meth:`alm.vocab.Vocabulary.to_dict`; ``vocab_size`` and the special ids derive from it;
 - ``num_codebooks``: K, the codebooks this model reads and writes (at most the layout's);
 - ``input_speech``: how speech enters the prompt (``"units"``, ``"codec"`` or ``"both"``);
+- ``collapse_units``: whether prompt units have runs of repeats merged (``5 5 7 -> 5 7``), as in training;
+- ``voice_seconds``: length of the voice prompts (TTS, S2ST) the model was trained with;
 - ``schema_version``: bumped when the meaning of a field changes.
 
 Presets are factory functions (``alm_debug`` … ``alm_base``) taking the vocabulary (or its layout).
@@ -34,6 +36,8 @@ class AlmConfig(LlamaConfig):
         vocab_layout: the vocabulary layout dict; sets ``vocab_size`` and ``pad/bos/eos_token_id``.
         num_codebooks: codebooks per codec frame the model uses; defaults to the layout's.
         input_speech: ``"units"`` (HuBERT-style units in prompts), ``"codec"`` or ``"both"``.
+        collapse_units: prompt units have runs of repeats merged (the format the model was trained on).
+        voice_seconds: seconds of the voice prompt (codec tokens of the target voice) in TTS / S2ST prompts.
         rope_theta: RoPE base; stored in ``rope_parameters`` as transformers 5 expects.
         schema_version: version of this config's schema (:data:`SCHEMA_VERSION`).
     """
@@ -43,6 +47,8 @@ class AlmConfig(LlamaConfig):
     vocab_layout: dict | None = None
     num_codebooks: int | None = None
     input_speech: str = "units"
+    collapse_units: bool = True
+    voice_seconds: float = 3.0
     rope_theta: float = 10000.0
     schema_version: int = SCHEMA_VERSION
 
@@ -62,6 +68,8 @@ class AlmConfig(LlamaConfig):
                                  f"1..{vocab.num_codebooks} codebooks")
         if self.input_speech not in INPUT_SPEECH:
             raise ValueError(f"input_speech must be one of {INPUT_SPEECH}, got {self.input_speech!r}")
+        if not self.voice_seconds > 0:
+            raise ValueError(f"voice_seconds must be positive, got {self.voice_seconds}")
         if self.schema_version > SCHEMA_VERSION:
             raise ValueError(f"config schema_version {self.schema_version} is newer than this code's "
                              f"{SCHEMA_VERSION}: upgrade alm")

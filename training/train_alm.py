@@ -160,6 +160,7 @@ def build_model(vocab: Vocabulary, cfg: TrainAlmConfig) -> AlmForCausalLM:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; known: {[p.removeprefix('alm_') for p in PRESETS]}")
     config = PRESETS[name](vocab, num_codebooks=cfg.num_codebooks, input_speech=cfg.input_speech,
+                           collapse_units=cfg.collapse_units, voice_seconds=cfg.voice_seconds,
                            **cfg.model_overrides)
     return AlmForCausalLM(config)
 
@@ -378,13 +379,12 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         state = TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
         log.info("%s: %.2fM parameters, %s", cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6, vocab)
     start = state.step
-    trained = json.loads((ckpt / TRAINING_STATE).read_text()).get("data", {}) if ckpt is not None else {}
     cache = build_token_cache(corpus, state.codec, state.units, cfg.cache_dir, progress=progress)
     # the model's config (and a resumed run's record), not cfg, say how the prompts look: a run keeps its format
     options = ExampleOptions(num_codebooks=state.model.config.num_codebooks,
                              input_speech=state.model.config.input_speech,
-                             collapse_units=trained.get("collapse_units", cfg.collapse_units),
-                             voice_seconds=cfg.voice_seconds,
+                             collapse_units=state.model.config.collapse_units,
+                             voice_seconds=state.model.config.voice_seconds,
                              s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight)
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
