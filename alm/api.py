@@ -42,6 +42,7 @@ from alm.prompts import (
     s2st_prompt,
     slu_prompt,
     tts_prompt,
+    with_speech_input,
 )
 from alm.textnorm import normalize_text
 from alm.vocab import LANGUAGES, TASKS, Vocabulary, VocabularyError
@@ -245,9 +246,6 @@ class AudioLanguageModel:
 
     def __init__(self, model: AlmForCausalLM, vocab: Vocabulary, codec: Any, units: Any,
                  path: str | os.PathLike | None = None) -> None:
-        if model.config.input_speech != "units":
-            raise CheckpointError(f"input_speech={model.config.input_speech!r}: this version of alm builds prompts "
-                                  "with speech as units only")
         self.model, self.vocab, self.codec, self.units = model.eval(), vocab, codec, units
         self.path = None if path is None else Path(path)
 
@@ -405,8 +403,9 @@ class AudioLanguageModel:
         wav = self._load_wav(audio, sample_rate)
         if _is_silent(wav):
             return TaskJob("asr", {}, language)
-        units = self._units(wav)
-        return TaskJob("asr", {lang: asr_prompt(self.vocab, lang, units) for lang in langs}, language)
+        units, codes = self._units(wav), self._input_codes(wav)
+        return TaskJob("asr", {lang: self._speech(asr_prompt(self.vocab, lang, units), codes) for lang in langs},
+                       language)
 
     def _prepare_slu(self, audio: AudioInput, language: str | None = "en", sample_rate: int | None = None
                      ) -> TaskJob:
@@ -414,8 +413,9 @@ class AudioLanguageModel:
         wav = self._load_wav(audio, sample_rate)
         if _is_silent(wav):
             return TaskJob("slu", {}, language)
-        units = self._units(wav)
-        return TaskJob("slu", {lang: slu_prompt(self.vocab, lang, units) for lang in langs}, language)
+        units, codes = self._units(wav), self._input_codes(wav)
+        return TaskJob("slu", {lang: self._speech(slu_prompt(self.vocab, lang, units), codes) for lang in langs},
+                       language)
 
     def _prepare_tts(self, text: str, language: str = "en", voice: AudioInput | None = None,
                      sample_rate: int | None = None) -> TaskJob:
@@ -428,7 +428,8 @@ class AudioLanguageModel:
         if not any(ch.isalnum() for ch in spoken):
             raise ValueError(f"text {text!r} has no letters or digits: there is nothing to say")
         voice_codes = None if voice is None else self._voice_codes(self._load_wav(voice, sample_rate, "voice"))
-        return TaskJob("tts", {language: tts_prompt(self.vocab, language, spoken, voice_codes)}, language)
+        return TaskJob("tts", {language: tts_prompt(self.vocab, language, spoken, voice_codes, self._voice_frames())},
+                       language)
 
     def _prepare_s2st(self, audio: AudioInput, target_language: str | None = None, source_language: str | None = None,
                       voice: AudioInput | None = None, sample_rate: int | None = None) -> TaskJob:
@@ -443,11 +444,12 @@ class AudioLanguageModel:
         wav = self._load_wav(audio, sample_rate)
         if _is_silent(wav):
             raise AudioInputError("the audio is silent: there is no speech to translate")
-        units = self._units(wav)
+        units, codes = self._units(wav), self._input_codes(wav)
         voice_wav = wav if voice is None else self._load_wav(voice, sample_rate, "voice")
         voice_codes = self._voice_codes(voice_wav)
-        return TaskJob("s2st", {src: s2st_prompt(self.vocab, src, tgt, units, voice_codes) for src in sources},
-                       source_language)
+        frames = self._voice_frames()
+        return TaskJob("s2st", {src: self._speech(s2st_prompt(self.vocab, src, tgt, units, voice_codes, frames), codes)
+                                for src in sources}, source_language)
 
     def _prepare_continue(self, audio: AudioInput, seconds: float = 3.0, include_prompt: bool = False,
                           sample_rate: int | None = None) -> TaskJob:
@@ -481,6 +483,18 @@ class AudioLanguageModel:
 
     def _units(self, wav: torch.Tensor) -> list[int]:
         return self.units.encode(wav, collapse=self.model.config.collapse_units).tolist()
+
+    def _input_codes(self, wav: torch.Tensor) -> torch.Tensor | None:
+        """``[K, F]`` codes of speech the prompt carries as audio (``input_speech`` codec / both), else ``None``."""
+        if self.model.config.input_speech == "units":
+            return None
+        return self.codec.encode(wav)[0, : self.num_codebooks].cpu()
+
+    def _speech(self, prompt: list[int], codes: torch.Tensor | None) -> list[int]:
+        return with_speech_input(self.vocab, prompt, self.model.config.input_speech, codes)
+
+    def _voice_frames(self) -> int:
+        return max(1, round(self.model.config.voice_seconds * self.codec.frame_rate))
 
     def _voice_codes(self, wav: torch.Tensor) -> torch.Tensor:
         """``[K, F]`` codes of the first ``config.voice_seconds`` of ``wav`` (the length the model was trained on)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import math
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,14 +133,19 @@ def codec_train(
 # Options shared by the task commands (typer reads these defaults; reusing one object per option is fine).
 MODEL_OPT = typer.Option(None, "--model", help="Checkpoint directory (default: the shipped model).")
 DEVICE_OPT = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda.")
-STRATEGY_OPT = typer.Option("greedy", "--strategy", help="greedy, beam, sample, top_k or top_p.")
-TEMPERATURE_OPT = typer.Option(None, "--temperature", help="Sampling temperature (sampling strategies).")
-TOP_K_OPT = typer.Option(None, "--top-k", help="Keep the k likeliest ids (sampling strategies).")
-TOP_P_OPT = typer.Option(None, "--top-p", help="Nucleus mass (sampling strategies).")
-REPETITION_OPT = typer.Option(None, "--repetition-penalty", help="> 1 discourages repeats.")
-BEAMS_OPT = typer.Option(None, "--num-beams", help="Beams (--strategy beam).")
-MAX_NEW_OPT = typer.Option(None, "--max-new-tokens", help="Cap on generated ids (default: from the input).")
-SEED_OPT = typer.Option(None, "--seed", help="Seed for sampling.")
+# The decoding options every generating command takes (alm.api.GenerationOptions), added to each command's
+# signature by @_generating so they are declared once: (name, type, typer option).
+GENERATION_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("strategy", str, typer.Option("greedy", "--strategy", help="greedy, beam, sample, top_k or top_p.")),
+    ("temperature", float | None, typer.Option(None, "--temperature", help="Sampling temperature (sampling).")),
+    ("top_k", int | None, typer.Option(None, "--top-k", help="Keep the k likeliest ids (sampling strategies).")),
+    ("top_p", float | None, typer.Option(None, "--top-p", help="Nucleus mass (sampling strategies).")),
+    ("repetition_penalty", float | None, typer.Option(None, "--repetition-penalty", help="> 1 discourages repeats.")),
+    ("num_beams", int | None, typer.Option(None, "--num-beams", help="Beams (--strategy beam).")),
+    ("max_new_tokens", int | None, typer.Option(None, "--max-new-tokens",
+                                                help="Cap on generated ids (default: from the input).")),
+    ("seed", int | None, typer.Option(None, "--seed", help="Seed for sampling.")),
+]
 AUDIO_EXTS = (".wav", ".flac", ".ogg")
 
 
@@ -165,18 +173,33 @@ def _load(model: Path | None, device: str) -> AudioLanguageModel:
         return load(model, device=device)
 
 
-def _options(strategy: str, temperature: float | None, top_k: int | None, top_p: float | None,
-             repetition_penalty: float | None, num_beams: int | None, max_new_tokens: int | None,
-             seed: int | None) -> dict[str, Any]:
+def _options(**opts: Any) -> dict[str, Any]:
     from alm.api import GenerationOptions
 
-    opts = dict(strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p,
-                repetition_penalty=repetition_penalty, num_beams=num_beams, max_new_tokens=max_new_tokens, seed=seed)
     try:
         GenerationOptions(**opts)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     return {k: v for k, v in opts.items() if v is not None}
+
+
+def _generating(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the decoding options of :data:`GENERATION_OPTIONS`; it receives them validated, as one
+    ``opts`` dict of the ones set (``**opts`` for the API call)."""
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.name != "opts"]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+             for name, kind, default in GENERATION_OPTIONS]
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> None:
+        opts = _options(**{name: kwargs.pop(name) for name, _, _ in GENERATION_OPTIONS})
+        fn(opts=opts, **kwargs)
+
+    command.__signature__ = sig.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
+    hints = {k: v for k, v in typing.get_type_hints(fn).items() if k != "opts"}
+    command.__annotations__ = {**hints, **{name: kind for name, kind, _ in GENERATION_OPTIONS}}
+    return command
 
 
 def _check_out(out: Path) -> None:
@@ -185,17 +208,15 @@ def _check_out(out: Path) -> None:
 
 
 @app.command("transcribe")
+@_generating
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files."),
     language: str | None = typer.Option(None, "--language", "-l", help="en or es (default: detected)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per file."),
-    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
-    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
-    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
-    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, opts: dict[str, Any] | None = None,
 ) -> None:
     """Speech to text."""
-    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    opts = opts or {}
     alm_model = _load(model, device)
     for f in files:
         with _user_errors():
@@ -207,19 +228,17 @@ def transcribe(
 
 
 @app.command("synthesize")
+@_generating
 def synthesize(
     text: str = typer.Argument(..., help="Text to speak."),
     out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     language: str = typer.Option("en", "--language", "-l", help="en or es."),
     voice: Path | None = typer.Option(None, "--voice", help="Recording whose voice to use (first 3 s)."),
-    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
-    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
-    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
-    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, opts: dict[str, Any] | None = None,
 ) -> None:
     """Text to speech (16 kHz)."""
     _check_out(out)
-    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    opts = opts or {}
     alm_model = _load(model, device)
     with _user_errors():
         r = alm_model.synthesize(text, language=language, voice=voice, **opts)
@@ -228,20 +247,18 @@ def synthesize(
 
 
 @app.command("translate")
+@_generating
 def translate(
     file: Path = typer.Argument(..., help="Speech to translate."),
     to: str = typer.Option(..., "--to", help="Target language: en or es."),
     out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     source: str | None = typer.Option(None, "--from", help="Source language (default: detected)."),
     voice: Path | None = typer.Option(None, "--voice", help="Voice to speak in (default: the speaker's own)."),
-    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
-    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
-    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
-    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, opts: dict[str, Any] | None = None,
 ) -> None:
     """Speech in one language to speech in another (prints the target text when the model writes one)."""
     _check_out(out)
-    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    opts = opts or {}
     alm_model = _load(model, device)
     with _user_errors():
         r = alm_model.translate_speech(file, target_language=to, source_language=source, voice=voice, **opts)
@@ -252,16 +269,14 @@ def translate(
 
 
 @app.command("understand")
+@_generating
 def understand(
     file: Path = typer.Argument(..., help="A spoken command."),
     language: str = typer.Option("en", "--language", "-l", help="en or es."),
-    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
-    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
-    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
-    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, opts: dict[str, Any] | None = None,
 ) -> None:
     """Intent and slots of a spoken command, as JSON."""
-    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    opts = opts or {}
     alm_model = _load(model, device)
     with _user_errors():
         r = alm_model.understand(file, language=language, **opts)
@@ -269,24 +284,54 @@ def understand(
 
 
 @app.command("continue")
+@_generating
 def continue_(
     file: Path = typer.Argument(..., help="Speech to continue."),
     out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     seconds: float = typer.Option(3.0, "--seconds", help="Seconds of new speech."),
     include_prompt: bool = typer.Option(False, "--include-prompt", help="Write the prompt before the continuation."),
-    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, strategy: str = STRATEGY_OPT,
-    temperature: float | None = TEMPERATURE_OPT, top_k: int | None = TOP_K_OPT, top_p: float | None = TOP_P_OPT,
-    repetition_penalty: float | None = REPETITION_OPT, num_beams: int | None = BEAMS_OPT,
-    max_new_tokens: int | None = MAX_NEW_OPT, seed: int | None = SEED_OPT,
+    model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, opts: dict[str, Any] | None = None,
 ) -> None:
     """More speech in the voice of FILE."""
     _check_out(out)
-    opts = _options(strategy, temperature, top_k, top_p, repetition_penalty, num_beams, max_new_tokens, seed)
+    opts = opts or {}
     alm_model = _load(model, device)
     with _user_errors():
         r = alm_model.continue_speech(file, seconds=seconds, include_prompt=include_prompt, **opts)
         r.save(out)
     typer.echo(f"{out} ({r.duration:.2f} s)")
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Path | None = typer.Argument(None, help="Checkpoint directory (default: the shipped model)."),
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus directory (from `alm data synth`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report directory: results.json, results.md, eval.png."),
+    split: str = typer.Option("test", "--split", help="Split to measure (test: held-out speakers)."),
+    tasks: str = typer.Option("asr,tts,s2st,slu,continue", "--tasks", help="Comma-separated tasks."),
+    max_per_task: int = typer.Option(60, "--max-per-task", min=1, help="Utterances per task."),
+    strategy: str = typer.Option("greedy", "--strategy", help="Decoding strategy for every task."),
+    peer: bool = typer.Option(True, "--peer/--no-peer", help="Also run pocketsphinx on the English ASR audio."),
+    threads: int = typer.Option(0, "--threads", help="Torch threads (0: default)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Measure every task of a checkpoint on a corpus split; print the Markdown table."""
+    _setup_logging(verbose)
+    import torch
+
+    from training.evaluation.eval_alm import EvalConfig, evaluate, markdown
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        cfg = EvalConfig(split=split, tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
+                         max_per_task=max_per_task, strategy=strategy, peer=peer)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    with _user_errors():
+        report = evaluate(checkpoint, corpus, out, cfg)
+    typer.echo(markdown(report))
+    typer.echo(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'eval.png'}")
 
 
 def main() -> None:

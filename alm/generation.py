@@ -95,17 +95,22 @@ class TaskConstraintLogitsProcessor(LogitsProcessor):
 
 
 def source_length(vocab: Vocabulary, task: str, prompt_ids: TokenIds, num_codebooks: int | None = None) -> int:
-    """Length of what a prompt asks to transform: unit ids (ASR, SLU, S2ST), text ids (TTS), or codec
-    frames (continuation)."""
+    """Length of what a prompt asks to transform: unit ids (ASR, SLU, S2ST; codec frames of the speech's
+    ``<audio>`` segment when the prompt carries no units), text ids (TTS), or codec frames (continuation)."""
     ids = torch.as_tensor(prompt_ids).reshape(-1)
-    if task == "tts":
-        r = vocab.text
-    elif task == "continue":
-        k = vocab.num_codebooks if num_codebooks is None else num_codebooks
-        return int(((ids >= vocab.codec.start) & (ids < vocab.codec.end)).sum()) // k
-    else:
-        r = vocab.units
-    return int(((ids >= r.start) & (ids < r.end)).sum())
+    k = vocab.num_codebooks if num_codebooks is None else num_codebooks
+    is_codec = (ids >= vocab.codec.start) & (ids < vocab.codec.end)
+    if task == "continue":
+        return int(is_codec.sum()) // k
+    r = vocab.text if task == "tts" else vocab.units
+    n = int(((ids >= r.start) & (ids < r.end)).sum())
+    if n or task == "tts":
+        return n
+    opened = (ids == vocab.token_id("<audio>")).nonzero()
+    closed = (ids == vocab.token_id("</audio>")).nonzero()
+    if not len(opened) or not len(closed):
+        return 0
+    return int(is_codec[int(opened[0]) + 1: int(closed[0])].sum()) // k
 
 
 def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1) -> int:

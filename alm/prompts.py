@@ -120,6 +120,22 @@ def continue_prompt(vocab: Vocabulary, prompt_codes: Codes) -> list[int]:
     return [vocab.task_id("continue"), vocab.token_id("<audio>"), *vocab.codes_to_ids(prompt_codes)]
 
 
+def with_speech_input(vocab: Vocabulary, prompt: list[int], mode: str, codes: Codes | None = None) -> list[int]:
+    """An ASR / SLU / S2ST prompt with its speech in the model's ``input_speech`` form: ``"units"`` leaves the
+    ``<units> u… </units>`` segment, ``"codec"`` replaces it by ``<audio> c… </audio>`` of ``codes [K, F]`` (the
+    same audio), ``"both"`` follows it with that segment."""
+    if mode == "units":
+        return list(prompt)
+    if mode not in ("codec", "both"):
+        raise ValueError(f"input_speech must be units, codec or both, got {mode!r}")
+    if codes is None:
+        raise ValueError(f"input_speech={mode!r} needs the speech's codec codes")
+    i = prompt.index(vocab.token_id("<units>"))
+    j = prompt.index(vocab.token_id("</units>"), i) + 1
+    audio = _wrap(vocab, "audio", vocab.codes_to_ids(codes))
+    return [*prompt[:i], *(audio if mode == "codec" else [*prompt[i:j], *audio]), *prompt[j:]]
+
+
 # --- examples (training) -------------------------------------------------------------------------------------
 def asr_example(vocab: Vocabulary, lang: str, units: TokenIds, text: str, prompt_weight: float = 0.0) -> Example:
     """ASR pair: :func:`asr_prompt` -> ``<text> text </text> <eos>`` (text as given: normalize it first)."""

@@ -62,6 +62,7 @@ from alm.prompts import (
     s2st_example,
     slu_example,
     tts_example,
+    with_speech_input,
 )
 from alm.vocab import TASKS, Vocabulary
 from codec.audio import load_audio
@@ -439,13 +440,9 @@ class ExampleBuilder:
         mode = self.options.input_speech
         if mode == "units":
             return ex
-        v = self.vocab
-        audio = [v.token_id("<audio>"), *v.codes_to_ids(self._codes(utt_id)), v.token_id("</audio>")]
-        i = ex.input_ids.index(v.token_id("<units>"))
-        j = ex.input_ids.index(v.token_id("</units>"), i) + 1
-        segment = audio if mode == "codec" else [*ex.input_ids[i:j], *audio]
-        ids = [*ex.input_ids[:i], *segment, *ex.input_ids[j:]]
-        prompt_len = ex.prompt_len + len(segment) - (j - i)
+        prompt = with_speech_input(self.vocab, ex.input_ids[: ex.prompt_len], mode, self._codes(utt_id))
+        ids = [*prompt, *ex.input_ids[ex.prompt_len:]]
+        prompt_len = len(prompt)
         if ex.loss_weights is None:
             labels = [IGNORE_INDEX] * prompt_len + ex.labels[ex.prompt_len:]
             return Example(ids, labels, prompt_len)
