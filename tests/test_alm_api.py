@@ -384,3 +384,24 @@ def test_cli(ckpt: Path, wav_file: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["transcribe", str(wav_file), *m, "--temperature", "0.5"])
     assert result.exit_code == 2 and "sampling" in result.output
+
+
+@pytest.mark.parametrize("mode", ["codec", "both"])
+def test_codec_speech_input(pieces: tuple, wav_file: Path, tmp_path: Path, mode: str) -> None:
+    """A checkpoint trained on codec tokens (or units + codec tokens) as input speech gets prompts in that form."""
+    _, vocab, codec, units = pieces
+    torch.manual_seed(0)
+    model = AlmForCausalLM(alm_debug(vocab, input_speech=mode, voice_seconds=0.5)).eval()
+    m = alm.load(save_checkpoint(tmp_path / mode, model, vocab, codec, units))
+    assert m.model.config.input_speech == mode and m.model.config.voice_seconds == 0.5
+    wav = m._load_wav(wav_file, None)
+    job = m.prepare("asr", wav_file, language="en")
+    prompt = job.candidates["en"]
+    audio = prompt[prompt.index(vocab.token_id("<audio>")) + 1: prompt.index(vocab.token_id("</audio>"))]
+    assert audio == vocab.codes_to_ids(codec.encode(wav)[0])  # the speech itself, frame-major
+    assert (vocab.token_id("<units>") in prompt) == (mode == "both")
+    r = m.transcribe(wav_file, language="en", **SHORT)
+    assert isinstance(r, TranscriptionResult) and all(t in vocab.text for t in r.tokens)
+    s2st = m.prepare("s2st", wav_file, target_language="es", source_language="en").candidates["en"]
+    voice = s2st[s2st.index(vocab.token_id("<voice>")) + 1: s2st.index(vocab.token_id("</voice>"))]
+    assert len(voice) == round(0.5 * codec.frame_rate) * K  # voice prompts as long as the config says

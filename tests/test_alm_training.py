@@ -293,3 +293,7 @@ def test_command_line_arguments() -> None:
     assert not progress and (corpus, out, cfg.preset, cfg.steps, cfg.collapse_units, cfg.codec, cfg.lr, cfg.units) == (
         "c", "o", "debug", 5, False, "x", 1e-4, None)
     assert cfg.model_overrides == {"max_position_embeddings": 2048}
+    assert cfg.task_list() == ("asr", "tts", "s2st", "slu", "continue")
+    assert parse_args(["--corpus", "c", "--out", "o", "--tasks", "asr, slu"])[2].task_list() == ("asr", "slu")
+    with pytest.raises(ValueError, match="dance"):
+        parse_args(["--corpus", "c", "--out", "o", "--tasks", "asr,dance"])[2].task_list()

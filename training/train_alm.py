@@ -45,7 +45,7 @@ from alm.config import PRESETS
 from alm.generation import generate_for_task
 from alm.model import AlmForCausalLM
 from alm.prompts import Example, parse_output
-from alm.vocab import Vocabulary, train_text_tokenizer
+from alm.vocab import TASKS, Vocabulary, train_text_tokenizer
 from codec import load_codec, load_units
 from codec.base import AudioTokenizer
 from codec.units import UnitTokenizer
@@ -85,6 +85,7 @@ class TrainAlmConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     # data
+    tasks: str = "asr,tts,s2st,slu,continue"  # comma-separated tasks to train on (a subset trains a specialist)
     num_codebooks: int = 4  # K the model reads and writes (at most the codec's)
     input_speech: str = "units"  # units | codec | both
     collapse_units: bool = True
@@ -110,6 +111,15 @@ class TrainAlmConfig:
     units: str | None = None  # unit tokenizer directory; None: the shipped units
     cache_dir: str | None = None  # token cache root; None: CORPUS/token_cache
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra AlmConfig fields for the preset
+
+
+    def task_list(self) -> tuple[str, ...]:
+        """:attr:`tasks` as a tuple, checked against the known tasks."""
+        tasks = tuple(t.strip() for t in self.tasks.split(",") if t.strip())
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown or not tasks:
+            raise ValueError(f"unknown or no tasks {unknown or self.tasks!r}; known: {', '.join(TASKS)}")
+        return tasks
 
 
 @dataclass
@@ -354,6 +364,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         progress: show tqdm bars.
     """
     corpus, out = Path(corpus), Path(out)
+    cfg.task_list()  # bad task names fail before any work
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     if cfg.threads:
@@ -389,7 +400,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
-    sampler = MultiTaskSampler(builder.groups("train"), builder.build, temperature=cfg.temperature,
+    tasks = cfg.task_list()
+    sampler = MultiTaskSampler(builder.groups("train", tasks), builder.build, temperature=cfg.temperature,
                                max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,
                                pad_id=state.vocab.pad_id, seed=cfg.seed)
     if trainer is not None:
@@ -398,7 +410,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     summary = DataSummary.of(sampler)
     log.info("train examples per task/lang %s; sampling probabilities %s", summary.counts, summary.probabilities)
     eval_sets = {t: [(i, e) for i, e in items if len(e.input_ids) <= max_len]
-                 for t, items in builder.fixed_examples("valid", cfg.eval_max_per_task, cfg.seed).items()}
+                 for t, items in builder.fixed_examples("valid", cfg.eval_max_per_task, cfg.seed, tasks).items()}
     samples = eval_sets.get("asr", [])[: cfg.num_samples]
 
     def training_state(metrics: dict[str, float]) -> dict[str, Any]:
