@@ -1,9 +1,9 @@
-"""`make demo`: synthesize a small bilingual corpus, show what it holds, and pass it through the shipped codec
-and unit tokenizers.
+"""`make demo`: synthesize a small bilingual corpus, show what it holds, pass it through the shipped codec and
+unit tokenizers, then prompt the shipped audio-language model with all five tasks.
 
-Later stages of the project extend this to prompt the shipped model; for now it exercises the data path a
-user starts from: the speech synthesizers, the manifest, loading it as a Hugging Face dataset, and turning
-speech into the tokens the model reads (codec tokens at several bitrates, decoded back to WAVs, and units).
+The data path a user starts from (the speech synthesizers, the manifest, loading it as a Hugging Face dataset,
+codec tokens at several bitrates decoded back to WAVs, units), then ``alm.load()`` on utterances of held-out
+speakers: transcribe, synthesize, translate, understand and continue, each output written under ``demo-out/alm``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from training.data import load_corpus, synthesize_corpus
@@ -42,6 +43,7 @@ def main() -> int:
         print(f"  [{kind}] {row['speaker']:>16} {row['lang']} {audio.duration_seconds:5.2f}s  {row['text']!r}"
               + (f"  {json.dumps(extra, ensure_ascii=False)}" if extra else ""))
     tokens_demo(ds["test"][0])
+    alm_demo(OUT / "corpus")
     return 0
 
 
@@ -63,6 +65,50 @@ def tokens_demo(row: dict) -> None:
         print(f"  {tok.bitrate / 1000:g} kbps: codes {tuple(codes.shape)} -> codec_{tok.bitrate / 1000:g}kbps.wav")
     u = units.encode(wav, collapse=True)
     print(f"  units ({units.kind}, {units.num_units} clusters, repeats collapsed): {u[:20].tolist()} ... ({len(u)})")
+
+
+def alm_demo(corpus: Path) -> None:
+    """Prompt the shipped model with each task on held-out-speaker utterances of the demo corpus."""
+    import alm
+    from training.data.corpus import read_manifest
+
+    rows = read_manifest(corpus)
+    test = [r for r in rows if r["split"] == "test"] or rows
+    pick = lambda pred: next((r for r in test if pred(r)), None) or next(r for r in rows if pred(r))  # noqa: E731
+    out = OUT / "alm"
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    model = alm.load()
+    print(f"\nShipped model: {model} (loaded in {time.perf_counter() - t:.1f} s); outputs in {out}/")
+
+    def timed(what: str, fn):  # noqa: ANN001, ANN202
+        t = time.perf_counter()
+        result = fn()
+        print(f"  {what} ({time.perf_counter() - t:.1f} s)")
+        return result
+
+    en = pick(lambda r: r["lang"] == "en" and "asr" in r["tasks"])
+    es = pick(lambda r: r["lang"] == "es" and "asr" in r["tasks"])
+    for r in (en, es):
+        res = timed(f"transcribe [{r['lang']}, {r['speaker']}]", lambda r=r: model.transcribe(r["path"], r["lang"]))
+        print(f"    reference:  {r['text']}\n    transcript: {res.text}")
+    text = "The weather is nice today, let us go for a walk."
+    res = timed(f"synthesize {text!r} in the voice of {en['speaker']}",
+                lambda: model.synthesize(text, "en", voice=en["path"]))
+    res.save(out / "synthesize.wav")
+    print(f"    -> {out / 'synthesize.wav'} ({res.duration:.2f} s)")
+    src = pick(lambda r: "s2st" in r["tasks"] and r["lang"] == "en")
+    res = timed(f"translate to Spanish: {src['text']!r}",
+                lambda: model.translate_speech(src["path"], "es", source_language="en"))
+    res.save(out / "translate.wav")
+    print(f"    target text: {res.text!r}\n    -> {out / 'translate.wav'} ({res.duration:.2f} s)")
+    cmd = pick(lambda r: bool(r.get("intent")))
+    res = timed(f"understand {cmd['text']!r}", lambda: model.understand(cmd["path"], cmd["lang"]))
+    print(f"    intent {res.intent!r} slots {res.slots} (reference {cmd['intent']!r} {cmd.get('slots') or {}})")
+    res = timed(f"continue 2 s of {en['speaker']}", lambda: model.continue_speech(en["path"], seconds=2.0,
+                                                                                include_prompt=True))
+    res.save(out / "continue.wav")
+    print(f"    -> {out / 'continue.wav'} ({res.duration:.2f} s, prompt included)")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ from training.alm_data import (
 )
 from training.data.corpus import read_manifest
 from training.data.slu import format_target
+from training.plots import png_figure
 from training.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -326,28 +327,20 @@ def transcribe_samples(model: AlmForCausalLM, vocab: Vocabulary, items: list[tup
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     """Training loss and per-task valid loss against the step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [h for h in history if "loss" in h]
     valid = [h for h in history if "valid_loss" in h]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    if train:
-        ax[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train")
-    keys = sorted({k for h in valid for k in h if k.startswith("valid_loss")})
-    for key in keys:
-        pts = [(h["step"], h[key]) for h in valid if key in h]
-        ax[1].plot(*zip(*pts), marker="o", label=key.removeprefix("valid_loss").lstrip("/") or "all tasks")
-    for a, title in zip(ax, ("training loss (per log window)", "valid loss per task")):
-        a.set_title(title)
-        a.set_xlabel("step")
-        if a.lines:
-            a.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with png_figure(path, 1, 2) as (_, ax):
+        if train:
+            ax[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train")
+        keys = sorted({k for h in valid for k in h if k.startswith("valid_loss")})
+        for key in keys:
+            pts = [(h["step"], h[key]) for h in valid if key in h]
+            ax[1].plot(*zip(*pts), marker="o", label=key.removeprefix("valid_loss").lstrip("/") or "all tasks")
+        for a, title in zip(ax, ("training loss (per log window)", "valid loss per task")):
+            a.set_title(title)
+            a.set_xlabel("step")
+            if a.lines:
+                a.legend(fontsize=8)
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from training.codec_losses import (
     mel_distance,
 )
 from training.data.corpus import read_split_audio
+from training.plots import png_figure
 from training.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -147,17 +148,12 @@ def validate(model: NeuralCodec, clips: list[torch.Tensor], mel: MultiScaleMelLo
 
 def write_samples(model: NeuralCodec, clips: list[torch.Tensor], out: Path, step: int) -> None:
     """Original/reconstructed WAVs of the first clips and a spectrogram PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from codec.features import log_mel
 
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    with torch.no_grad():
-        fig, axes = plt.subplots(3, 2, figsize=(12, 7), squeeze=False)
+    png = out / f"spectrogram_step{step:07d}.png"
+    with torch.no_grad(), png_figure(png, 3, 2, figsize=(12, 7), squeeze=False) as (fig, axes):
         for i, x in enumerate(clips[:3]):
             y = model.decode(model.encode(x))[0, : len(x)]
             save_audio(out / f"step{step:07d}_{i}_orig.wav", x, 16000)
@@ -166,34 +162,24 @@ def write_samples(model: NeuralCodec, clips: list[torch.Tensor], out: Path, step
                 axes[i][j].imshow(log_mel(w).numpy(), origin="lower", aspect="auto", cmap="magma")
                 axes[i][j].set_title(f"clip {i}: {name}", fontsize=9)
         fig.suptitle(f"codec reconstructions at step {step}")
-        fig.tight_layout()
-        fig.savefig(out / f"spectrogram_step{step:07d}.png", dpi=80)
-        plt.close(fig)
     model.train()
 
 
 def plot_history(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Training loss and validation log-mel distance per bitrate against the step."""
     train = [h for h in history if "loss" in h]
     valid = [h for h in history if "mel_k8" in h]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    if train:
-        ax[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
-        ax[0].set_yscale("log")
-    for key in ("mel_k1", "mel_k2", "mel_k4", "mel_k8"):
-        if valid and key in valid[0]:
-            ax[1].plot([h["step"] for h in valid], [h[key] for h in valid], marker="o", label=key)
-    for a, t in zip(ax, ("training loss", "validation log-mel distance")):
-        a.set_title(t)
-        a.set_xlabel("step")
-        a.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with png_figure(path, 1, 2) as (_, ax):
+        if train:
+            ax[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
+            ax[0].set_yscale("log")
+        for key in ("mel_k1", "mel_k2", "mel_k4", "mel_k8"):
+            if valid and key in valid[0]:
+                ax[1].plot([h["step"] for h in valid], [h[key] for h in valid], marker="o", label=key)
+        for a, t in zip(ax, ("training loss", "validation log-mel distance")):
+            a.set_title(t)
+            a.set_xlabel("step")
+            a.legend()
 
 
 # --- the loop ---------------------------------------------------------------------------------------------------

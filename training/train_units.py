@@ -47,6 +47,7 @@ from codec.units import (
     small_hubert_config,
 )
 from training.data.corpus import read_split_audio
+from training.plots import png_figure
 from training.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -339,26 +340,18 @@ def train_hubert(
 
 
 def plot_history(history: list[dict[str, float]], path: str | Path) -> None:
-    """Loss and masked-frame accuracy against step, as a PNG (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Loss and masked-frame accuracy against step, as a PNG."""
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax[0].plot(steps, [h["loss"] for h in history])
-    ax[0].set_title("masked-prediction loss (cross-entropy)")
-    ax[1].plot(steps, [h["acc_masked"] for h in history], label="masked frames")
-    ax[1].plot(steps, [h["acc_unmasked"] for h in history], label="unmasked frames")
-    ax[1].set_title("accuracy on iteration-1 units")
-    ax[1].legend()
-    for a in ax:
-        a.set_xlabel("step")
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    with png_figure(path, 1, 2, figsize=(10, 3.6)) as (_, ax):
+        ax[0].plot(steps, [h["loss"] for h in history])
+        ax[0].set_title("masked-prediction loss (cross-entropy)")
+        ax[1].plot(steps, [h["acc_masked"] for h in history], label="masked frames")
+        ax[1].plot(steps, [h["acc_unmasked"] for h in history], label="unmasked frames")
+        ax[1].set_title("accuracy on iteration-1 units")
+        ax[1].legend()
+        for a in ax:
+            a.set_xlabel("step")
+            a.grid(alpha=0.3)
 
 
 # --- the recipe --------------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from codec.audio import load_audio, save_audio
 from training.data.corpus import read_manifest
 from training.evaluation.metrics import bleu, char_error_rate, intent_accuracy, slot_f1, word_error_rate
 from training.evaluation.speaker import SpeakerSimilarity
+from training.plots import png_figure
 
 log = logging.getLogger(__name__)
 
@@ -351,15 +352,14 @@ def _write(report: EvalReport, out: Path) -> None:
 
 
 def _plot(report: EvalReport, path: Path) -> None:
-    import matplotlib
+    with png_figure(path, 1, 3, figsize=(15, 4)) as (_, ax):
+        _draw(report.metrics, ax, path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _draw(m: dict[str, dict[str, float]], ax: Any, path: Path) -> None:
+    """Metric bars, RTF bars, and the log-mel spectrogram of the first synthesized sample."""
     from codec.features import log_mel
 
-    m = report.metrics
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     bars = {f"{t} {k}": v for t, ms in m.items() for k, v in ms.items()
             if any(s in k for s in ("wer", "accuracy", "f1", "similarity")) and "_" in k or k == "wer"}
     bars = {k: v for k, v in bars.items() if np.isfinite(v)}
@@ -375,6 +375,3 @@ def _plot(report: EvalReport, path: Path) -> None:
         mel = log_mel(load_audio(samples[0], SAMPLE_RATE)).numpy()
         ax[2].imshow(mel, origin="lower", aspect="auto")
         ax[2].set_title(f"log-mel of {samples[0].name}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
