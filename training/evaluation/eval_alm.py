@@ -375,3 +375,5 @@ def _draw(m: dict[str, dict[str, float]], ax: Any, path: Path) -> None:
         mel = log_mel(load_audio(samples[0], SAMPLE_RATE)).numpy()
         ax[2].imshow(mel, origin="lower", aspect="auto")
         ax[2].set_title(f"log-mel of {samples[0].name}")
+    else:
+        ax[2].axis("off")  # no synthesized sample in this run
