@@ -97,6 +97,7 @@ def test_alm_eval_end_to_end(debug_checkpoint: Path, tiny_corpus: Path, tmp_path
     assert m["asr"]["wer"] >= 0 and 0 <= m["slu"]["intent_accuracy"] <= 1 and 0 <= m["slu"]["slot_f1"] <= 1
     assert 0 <= m["s2st"]["asr_bleu"] <= 100
     assert m["peer"]["pocketsphinx_wer_en"] >= 0
+    assert m["tts"]["pocketsphinx_wer_en"] >= 0 and m["tts"]["resynth_pocketsphinx_wer_en"] >= 0
     assert m["speed"]["tokens_per_s_kv_cache"] > 0 and m["speed"]["tokens_per_s_no_cache"] > 0
     sim = report.reference["speaker_similarity_real"]
     assert sim["same_speaker"] > sim["different_speaker"]

@@ -9,7 +9,8 @@ decoding unless ``--strategy`` says otherwise; the language is given, as a user 
 - **asr**: WER and CER per language (:mod:`training.evaluation.metrics`); the English audio also through the
   pocketsphinx peer (:mod:`training.evaluation.pocketsphinx_peer`).
 - **tts**: intelligibility = WER of the synthesized speech transcribed by the same checkpoint's ASR, next to the
-  same ASR's WER on the codec resynthesis of the real recording (the ceiling the codec allows); speaker similarity
+  same ASR's WER on the codec resynthesis of the real recording (the ceiling the codec allows); for English also
+  both through pocketsphinx (a listener independent of the model under test); speaker similarity
   of the output to the voice prompt (another utterance of the same held-out speaker) with
   :class:`training.evaluation.speaker.SpeakerSimilarity`.
 - **s2st**: ASR-BLEU (target-language ASR of the output speech vs the reference translation), BLEU of the text the
@@ -152,6 +153,12 @@ def evaluate(checkpoint: str | os.PathLike | None, corpus: str | os.PathLike, ou
     def asr_text(audio: np.ndarray, lang: str) -> str:
         return model.transcribe(audio, language=lang, **opts).text
 
+    english_asr = None  # an independent listener for English synthesized speech (pocketsphinx)
+    if cfg.peer and "tts" in cfg.tasks:
+        from training.evaluation.pocketsphinx_peer import PocketSphinx
+
+        english_asr = PocketSphinx()
+
     timing: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # task -> [seconds spent, seconds of audio]
     for task in cfg.tasks:
         chosen = select(records, cfg.split, task, cfg.max_per_task, cfg.seed)
@@ -161,7 +168,7 @@ def evaluate(checkpoint: str | os.PathLike | None, corpus: str | os.PathLike, ou
         rows = []
         for n, r in enumerate(tqdm(chosen, desc=f"eval {task}", disable=not progress)):
             rows.append(_run_one(task, r, records, model, wav, asr_text, speaker, cfg, opts, timing, out,
-                                 n < cfg.save_samples))
+                                 n < cfg.save_samples, english_asr))
         report.outputs[task] = rows
         report.metrics[task] = _score(task, rows)
         spent, audio_s = timing[task]
@@ -201,7 +208,8 @@ def _timed(timing: dict[str, list[float]], task: str, audio_seconds: float, fn: 
 
 def _run_one(task: str, r: dict[str, Any], records: list[dict[str, Any]], model: Any, wav: Any, asr_text: Any,
              speaker: SpeakerSimilarity | None, cfg: EvalConfig, opts: dict[str, Any],
-             timing: dict[str, list[float]], out: Path, keep_sample: bool) -> dict[str, Any]:
+             timing: dict[str, list[float]], out: Path, keep_sample: bool, english_asr: Any = None
+             ) -> dict[str, Any]:
     audio, lang = wav(r), r["lang"]
     row: dict[str, Any] = {"id": r["id"], "lang": lang, "speaker": r["speaker"]}
     if task == "asr":
@@ -221,6 +229,9 @@ def _run_one(task: str, r: dict[str, Any], records: list[dict[str, Any]], model:
         row.update(reference=r["text"], hypothesis=asr_text(res.audio, lang) if res.duration else "",
                    resynth_hypothesis=asr_text(resynth, lang), seconds=res.duration,
                    speaker_similarity=_similar(speaker, res.audio, wav(v)))
+        if english_asr is not None and lang == "en":
+            row.update(pocketsphinx_hypothesis=english_asr(res.audio) if res.duration else "",
+                       resynth_pocketsphinx_hypothesis=english_asr(resynth))
     elif task == "s2st":
         t = {x["id"]: x for x in records}[r["translation_id"]]
         v = voice_of(records, t["speaker"], t["split"], t["id"], cfg.seed)
@@ -265,6 +276,12 @@ def _score(task: str, rows: list[dict[str, Any]]) -> dict[str, float]:
                 m[f"resynth_wer_{lang}"] = word_error_rate([r["reference"] for r in sub],
                                                            [r["resynth_hypothesis"] for r in sub], lang)
         m["wer"] = _mean([m[f"wer_{lang}"] for lang in langs])
+        heard = [r for r in rows if "pocketsphinx_hypothesis" in r]
+        if task == "tts" and heard:  # intelligibility to an ASR that is not ours
+            refs = [r["reference"] for r in heard]
+            m["pocketsphinx_wer_en"] = word_error_rate(refs, [r["pocketsphinx_hypothesis"] for r in heard], "en")
+            m["resynth_pocketsphinx_wer_en"] = word_error_rate(
+                refs, [r["resynth_pocketsphinx_hypothesis"] for r in heard], "en")
     if task == "s2st":
         for lang in langs:
             sub = [r for r in rows if r["target_lang"] == lang]
