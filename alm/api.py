@@ -302,7 +302,8 @@ class AudioLanguageModel:
 
     def synthesize(self, text: str, language: str = "en", voice: AudioInput | None = None, *,
                    sample_rate: int | None = None, **options: Any) -> SpeechResult:
-        """Text -> speech, in the voice of the first 3 s of ``voice`` (``None``: any voice the model picks).
+        """Text -> speech, in the voice of the first ``config.voice_seconds`` of ``voice`` (``None``: any voice
+        the model picks).
         ``text`` is normalized to spoken form first ("$5" -> "five dollars")."""
         return self._do("tts", text, options, language=language, voice=voice, sample_rate=sample_rate)
 
@@ -312,7 +313,7 @@ class AudioLanguageModel:
         """Speech in one language -> speech in another (``.text``: the target text, when the model writes it).
 
         ``source_language=None`` tries every other language and keeps the likeliest; ``voice=None`` keeps the
-        speaker's own voice (the first 3 s of ``audio`` are the voice prompt).
+        speaker's own voice (the first ``config.voice_seconds`` of ``audio`` are the voice prompt).
         """
         return self._do("s2st", audio, options, target_language=target_language, source_language=source_language,
                         voice=voice, sample_rate=sample_rate)

@@ -233,7 +233,9 @@ def synthesize(
     text: str = typer.Argument(..., help="Text to speak."),
     out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     language: str = typer.Option("en", "--language", "-l", help="en or es."),
-    voice: Path | None = typer.Option(None, "--voice", help="Recording whose voice to use (first 3 s)."),
+    voice: Path | None = typer.Option(None, "--voice",
+                                      help="Recording whose voice to use (its start, as long as the model's voice "
+                                           "prompts)."),
     model: Path | None = MODEL_OPT, device: str = DEVICE_OPT, opts: dict[str, Any] | None = None,
 ) -> None:
     """Text to speech (16 kHz)."""
