@@ -116,3 +116,22 @@ def test_alm_eval_end_to_end(debug_checkpoint: Path, tiny_corpus: Path, tmp_path
 def test_eval_config_rejects_unknown_task() -> None:
     with pytest.raises(ValueError, match="unknown"):
         EvalConfig(tasks=("asr", "dance"))
+
+
+def test_alm_eval_command(debug_checkpoint: Path, tiny_corpus: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from alm.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "report"
+    r = runner.invoke(app, ["eval", str(debug_checkpoint), "--corpus", str(tiny_corpus), "--out", str(out),
+                            "--split", "train", "--tasks", "asr,slu", "--max-per-task", "1", "--no-peer"])
+    assert r.exit_code == 0, r.output
+    assert "| asr | wer |" in r.output and (out / "results.md").is_file() and (out / "results.json").is_file()
+    assert set(json.loads((out / "results.json").read_text())["metrics"]) == {"asr", "slu", "speed"}
+    bad = runner.invoke(app, ["eval", str(debug_checkpoint), "--corpus", str(tiny_corpus), "--out", str(out),
+                              "--tasks", "asr,dance"])
+    assert bad.exit_code == 2 and "dance" in bad.output
+    missing = runner.invoke(app, ["eval", str(tmp_path / "nope"), "--corpus", str(tiny_corpus), "--out", str(out)])
+    assert missing.exit_code == 1 and "nope" in missing.output
