@@ -218,3 +218,19 @@ def test_a_debug_model_learns_a_toy_two_task_mix(vocab: Vocabulary) -> None:
     for s in tts_seqs:
         out = parse_output(vocab, "tts", generate_for_task(model, vocab, "tts", tts_prompt(vocab, "en", text_of(s))))
         assert out.complete and torch.equal(out.codes, codes_of(s))
+
+
+def test_source_length_of_units_and_codec_speech(vocab: Vocabulary) -> None:
+    from alm.generation import source_length
+    from alm.prompts import s2st_prompt, with_speech_input
+
+    units, codes, voice = list(range(7)), torch.zeros(K, 5, dtype=torch.long), torch.ones(K, 9, dtype=torch.long)
+    assert source_length(vocab, "asr", asr_prompt(vocab, "en", units), K) == 7
+    codec_asr = with_speech_input(vocab, asr_prompt(vocab, "en", units), "codec", codes)
+    assert source_length(vocab, "asr", codec_asr, K) == 5  # frames of the speech, no units left
+    both = with_speech_input(vocab, asr_prompt(vocab, "en", units), "both", codes)
+    assert source_length(vocab, "asr", both, K) == 7  # units are counted when present
+    s2st = with_speech_input(vocab, s2st_prompt(vocab, "en", "es", units, voice), "codec", codes)
+    assert source_length(vocab, "s2st", s2st, K) == 5  # the voice prompt's 9 frames are not the source
+    with pytest.raises(ValueError, match="codes"):
+        with_speech_input(vocab, asr_prompt(vocab, "en", units), "codec")
