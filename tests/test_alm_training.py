@@ -297,3 +297,72 @@ def test_command_line_arguments() -> None:
     assert parse_args(["--corpus", "c", "--out", "o", "--tasks", "asr, slu"])[2].task_list() == ("asr", "slu")
     with pytest.raises(ValueError, match="dance"):
         parse_args(["--corpus", "c", "--out", "o", "--tasks", "asr,dance"])[2].task_list()
+
+
+def _common(tokenizer_dirs: tuple[Path, Path], cache_root: Path, **kw: object) -> dict[str, object]:
+    return dict(preset="debug", max_tokens=1024, lr=3e-3, warmup_steps=2, num_codebooks=K, text_vocab_size=500,
+                log_every=1, eval_every=100, ckpt_every=3, keep_checkpoints=5, num_samples=0, threads=1,
+                codec=str(tokenizer_dirs[0]), units=str(tokenizer_dirs[1]), cache_dir=str(cache_root), **kw)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sb = b.state_dict()
+    return all(torch.equal(v, sb[k]) for k, v in a.state_dict().items())
+
+
+def test_killed_run_resumes_to_the_same_weights_and_skips_damaged_checkpoints(
+        tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path], cache: TokenCache, cache_root: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    cfg = TrainAlmConfig(steps=6, **_common(tokenizer_dirs, cache_root))
+    straight = train(tiny_corpus, tmp_path / "a", cfg, progress=False)
+    ckpts = tmp_path / "a" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000003", "step-0000006"]
+
+    # killed after its step-3 checkpoint: what is on disk is that checkpoint; the same command resumes it
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(ckpts / "step-0000003", tmp_path / "b" / "checkpoints" / "step-0000003")
+    resumed = train(tiny_corpus, tmp_path / "b", cfg, progress=False)
+    assert resumed.start_step == 3 and _same_weights(resumed.model, straight.model)
+
+    # the newest checkpoint truncated on disk: reported, passed over, the one before it is used
+    shutil.copytree(ckpts, tmp_path / "c" / "checkpoints")
+    weights = tmp_path / "c" / "checkpoints" / "step-0000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="training.train_alm"):
+        again = train(tiny_corpus, tmp_path / "c", cfg, progress=False)
+    assert again.start_step == 3 and _same_weights(again.model, straight.model)
+    assert any("step-0000006 is damaged" in r.getMessage() for r in caplog.records)
+
+    # nothing readable: a clear error, nothing overwritten
+    for d in (tmp_path / "c" / "checkpoints").iterdir():
+        (d / "trainer_state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="can be read"):
+        train(tiny_corpus, tmp_path / "c", cfg, progress=False)
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path],
+                                                        cache: TokenCache, cache_root: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    poisoned: set[int] = {2}  # forward calls (1-based) whose loss becomes NaN
+    forward = AlmForCausalLM.forward
+
+    def nan_sometimes(self: AlmForCausalLM, *args: object, **kwargs: object) -> object:
+        out = forward(self, *args, **kwargs)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] in poisoned and out.loss is not None:
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(AlmForCausalLM, "forward", nan_sometimes)
+    cfg = TrainAlmConfig(steps=5, max_bad_steps=2, **_common(tokenizer_dirs, cache_root))
+    result = train(tiny_corpus, tmp_path / "one-bad", cfg, progress=False)
+    logged = [h for h in result.history if "skipped_steps" in h]
+    assert [h["skipped_steps"] for h in logged] == [0, 1, 1, 1, 1] and logged[1]["loss"] is None
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())  # the NaN step changed nothing
+
+    calls["n"], poisoned = 0, set(range(3, 100))
+    monkeypatch.setattr(AlmForCausalLM, "forward", nan_sometimes)
+    with pytest.raises(FloatingPointError, match="2 steps in a row"):
+        train(tiny_corpus, tmp_path / "all-bad", cfg, progress=False)

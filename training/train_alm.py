@@ -85,6 +85,7 @@ class TrainAlmConfig:
     weight_decay: float = 0.1
     beta2: float = 0.95
     grad_clip: float = 1.0
+    max_bad_steps: int = 5  # non-finite loss/gradient steps in a row before the run stops (each one is skipped)
     # data
     tasks: str = "asr,tts,s2st,slu,continue"  # comma-separated tasks to train on (a subset trains a specialist)
     num_codebooks: int = 4  # K the model reads and writes (at most the codec's)
@@ -135,6 +136,7 @@ class TrainState:
     step: int = 0
     tokens_seen: int = 0
     elapsed_s: float = 0.0
+    skipped_steps: int = 0  # updates skipped for a non-finite loss or gradient
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -202,12 +204,14 @@ def _autocast(device: torch.device, cfg: TrainAlmConfig) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
 
 
-def optimizer_step(state: TrainState, cfg: TrainAlmConfig) -> float:
-    """Clip, step, zero the gradients (the one place a DeepSpeed engine would take over); returns the grad norm."""
-    norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
-    state.optimizer.step()
+def optimizer_step(state: TrainState, cfg: TrainAlmConfig, apply: bool = True) -> float:
+    """Clip, step, zero the gradients (the one place a DeepSpeed engine would take over); returns the grad norm.
+    With ``apply=False``, or when the gradient norm is not finite, the update is skipped (gradients dropped)."""
+    norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)) if apply else math.nan
+    if apply and math.isfinite(norm):
+        state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
-    return float(norm)
+    return norm
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
@@ -251,6 +255,7 @@ def save_checkpoint(out: Path, state: TrainState, sampler: MultiTaskSampler, tra
     shutil.rmtree(tmp, ignore_errors=True)
     _write_layout(tmp, state, training_state)
     trainer = {"step": state.step, "tokens_seen": state.tokens_seen, "elapsed_s": state.elapsed_s,
+               "skipped_steps": state.skipped_steps,
                "optimizer": state.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                "sampler": sampler.state_dict(), "history": json.dumps(state.history)}
     torch.save(trainer, tmp / TRAINER_STATE)  # written last: its presence marks a complete checkpoint
@@ -279,6 +284,7 @@ def resume_state(ckpt: Path, cfg: TrainAlmConfig, device: torch.device) -> tuple
     optimizer.load_state_dict(trainer["optimizer"])
     state = TrainState(model, optimizer, vocab, codec, units, step=int(trainer["step"]),
                        tokens_seen=int(trainer["tokens_seen"]), elapsed_s=float(trainer["elapsed_s"]),
+                       skipped_steps=int(trainer.get("skipped_steps", 0)),
                        history=json.loads(trainer["history"]))
     return state, trainer
 
@@ -327,7 +333,7 @@ def transcribe_samples(model: AlmForCausalLM, vocab: Vocabulary, items: list[tup
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     """Training loss and per-task valid loss against the step."""
-    train = [h for h in history if "loss" in h]
+    train = [h for h in history if h.get("loss") is not None]
     valid = [h for h in history if "valid_loss" in h]
     with png_figure(path, 1, 2) as (_, ax):
         if train:
@@ -366,10 +372,20 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     records = read_manifest(corpus)
 
     # setup: resume from the latest checkpoint, or build everything fresh
-    ckpt = latest_checkpoint(out)
-    trainer: dict[str, Any] | None = None
+    ckpt, trainer = None, None
+    found = _checkpoint_dirs(out)
+    for candidate in reversed(found):  # the newest readable one; a damaged one is reported and passed over
+        try:
+            state, trainer = resume_state(candidate, cfg, device)
+        except Exception as e:  # noqa: BLE001 - truncated/partial files raise many kinds of errors
+            log.warning("checkpoint %s is damaged and is skipped (%s: %s)", candidate, type(e).__name__, e)
+            continue
+        ckpt = candidate
+        break
+    if found and ckpt is None:
+        raise RuntimeError(f"none of the {len(found)} checkpoints in {out / CHECKPOINTS} can be read (see the "
+                           "warnings); move them away to start afresh, or use another --out")
     if ckpt is not None:
-        state, trainer = resume_state(ckpt, cfg, device)
         log.info("resuming from %s (step %d)", ckpt, state.step)
         if codec is not None or units is not None:
             log.warning("resuming: the checkpoint's own codec and units are used, not the ones passed in")
@@ -418,6 +434,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     metrics = next(({k: v for k, v in h.items() if k != "step"} for h in reversed(state.history)
                     if "valid_loss" in h), {})
     window: list[float] = []
+    bad_in_a_row = 0
     window_tasks: Counter[str] = Counter()
     t_last, tokens_last = time.time(), state.tokens_seen
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="alm",
@@ -436,17 +453,30 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
             step_loss += float(loss.detach())
             state.tokens_seen += batch.num_tokens
             window_tasks.update(batch.tasks)
-        if not math.isfinite(step_loss):
-            raise FloatingPointError(f"loss became {step_loss} at step {step + 1}; lower --lr")
-        grad_norm = optimizer_step(state, cfg)
+        grad_norm = optimizer_step(state, cfg, apply=math.isfinite(step_loss))
         state.step = step + 1
         state.elapsed_s += time.time() - t_step
-        window.append(step_loss)
+        if math.isfinite(step_loss) and math.isfinite(grad_norm):
+            bad_in_a_row = 0
+            window.append(step_loss)
+        else:
+            # the update was skipped: count it, stop after too many in a row (the data is consumed either way, so a
+            # resumed run sees the same batches)
+            state.skipped_steps += 1
+            bad_in_a_row += 1
+            log.warning("step %d: non-finite %s; update skipped (%d in a row, %d in all)", state.step,
+                        "loss" if not math.isfinite(step_loss) else "gradient", bad_in_a_row, state.skipped_steps)
+            if bad_in_a_row >= cfg.max_bad_steps:
+                raise FloatingPointError(
+                    f"{bad_in_a_row} steps in a row had a non-finite loss or gradient (last: step {state.step}, loss "
+                    f"{step_loss}); the run stops. Resume from the last checkpoint with a lower --lr or "
+                    "--grad-clip, or check the data")
         bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
         done = state.step
         if done % cfg.log_every == 0 or done == cfg.steps:
             now = time.time()
-            rec = {"step": done, "loss": float(np.mean(window)), "lr": lr, "grad_norm": grad_norm,
+            rec = {"step": done, "loss": float(np.mean(window)) if window else None, "lr": lr, "grad_norm": grad_norm,
+                   "skipped_steps": state.skipped_steps,
                    "tokens_per_s": round((state.tokens_seen - tokens_last) / max(now - t_last, 1e-9), 1),
                    "tasks": dict(window_tasks)}
             state.history.append(rec)
