@@ -360,6 +360,8 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_corpus: Path, token
     result = train(tiny_corpus, tmp_path / "one-bad", cfg, progress=False)
     logged = [h for h in result.history if "skipped_steps" in h]
     assert [h["skipped_steps"] for h in logged] == [0, 1, 1, 1, 1] and logged[1]["loss"] is None
+    per_task = [h["loss_per_task"] for h in logged if h["loss"] is not None]
+    assert all(p and set(p) <= set(TASKS) and all(math.isfinite(v) and v > 0 for v in p.values()) for p in per_task)
     assert all(torch.isfinite(p).all() for p in result.model.parameters())  # the NaN step changed nothing
 
     calls["n"], poisoned = 0, set(range(3, 100))

@@ -44,12 +44,13 @@ from tqdm import tqdm
 from alm.config import PRESETS
 from alm.generation import generate_for_task
 from alm.model import AlmForCausalLM
-from alm.prompts import Example, parse_output
+from alm.prompts import IGNORE_INDEX, Example, parse_output
 from alm.vocab import TASKS, Vocabulary, train_text_tokenizer
 from codec import load_codec, load_units
 from codec.base import AudioTokenizer
 from codec.units import UnitTokenizer
 from training.alm_data import (
+    Batch,
     DataSummary,
     ExampleBuilder,
     ExampleOptions,
@@ -212,6 +213,21 @@ def optimizer_step(state: TrainState, cfg: TrainAlmConfig, apply: bool = True) -
         state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     return norm
+
+
+@torch.no_grad()
+def add_task_losses(acc: dict[str, list[float]], logits: torch.Tensor, batch: Batch) -> None:
+    """Add each row's summed next-token cross-entropy and scored-token count to ``acc[task]`` (for the per-task
+    training loss in the log; ``logits [B, L, V]`` of ``batch``)."""
+    labels = batch.labels[:, 1:].to(logits.device)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+                                           reduction="none")  # [B, L-1], 0 where ignored
+    sums, counts = ce.sum(1).tolist(), (labels != IGNORE_INDEX).sum(1).tolist()
+    for task, total, n in zip(batch.tasks, sums, counts):
+        if n and math.isfinite(total):
+            entry = acc.setdefault(task, [0.0, 0])
+            entry[0] += total
+            entry[1] += n
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
@@ -436,6 +452,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     window: list[float] = []
     bad_in_a_row = 0
     window_tasks: Counter[str] = Counter()
+    window_task_loss: dict[str, list[float]] = {}  # task -> [summed token loss, scored tokens] in the log window
     t_last, tokens_last = time.time(), state.tokens_seen
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="alm",
                unit="step")
@@ -448,8 +465,10 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         for _ in range(cfg.grad_accum):
             batch = sampler.next_batch()
             with _autocast(device, cfg):
-                loss = model(**batch.model_inputs(device)).loss / cfg.grad_accum
+                output = model(**batch.model_inputs(device))
+            loss = output.loss / cfg.grad_accum
             loss.backward()
+            add_task_losses(window_task_loss, output.logits.detach(), batch)
             step_loss += float(loss.detach())
             state.tokens_seen += batch.num_tokens
             window_tasks.update(batch.tasks)
@@ -479,9 +498,14 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                    "skipped_steps": state.skipped_steps,
                    "tokens_per_s": round((state.tokens_seen - tokens_last) / max(now - t_last, 1e-9), 1),
                    "tasks": dict(window_tasks)}
+            rec["loss_per_task"] = {t: v[0] / v[1] for t, v in sorted(window_task_loss.items()) if v[1]}
             state.history.append(rec)
-            log.debug("step %d: %s", done, rec)
+            log.info("step %d: loss %s (%s), %.0f tokens/s, lr %.2e, %d skipped", done,
+                     "n/a" if rec["loss"] is None else f"{rec['loss']:.3f}",
+                     " ".join(f"{t} {v:.2f}" for t, v in rec["loss_per_task"].items()), rec["tokens_per_s"], lr,
+                     state.skipped_steps)
             window, window_tasks, t_last, tokens_last = [], Counter(), now, state.tokens_seen
+            window_task_loss = {}
         if done % cfg.eval_every == 0 or done == cfg.steps:
             metrics = evaluate(model, eval_sets, state.vocab.pad_id, cfg.max_tokens, device, cfg)
             state.history.append({"step": done, **metrics})
