@@ -28,26 +28,37 @@ from alm.prompts import IGNORE_INDEX
 log = logging.getLogger(__name__)
 
 
-def weighted_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor) -> torch.Tensor:
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy per position: ``[B, L - 1]`` float32, where position ``t`` of ``logits [B, L, V]``
+    predicts ``labels[t + 1]`` (``labels [B, L]``); 0 where the label is ``-100``."""
+    target = labels[:, 1:].to(logits.device)
+    return F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE_INDEX,
+                           reduction="none")
+
+
+def weighted_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor | None = None,
+                            ce: torch.Tensor | None = None) -> torch.Tensor:
     """Next-token cross-entropy, weighted per position.
 
     Position ``t`` of ``logits`` predicts ``labels[t + 1]`` with weight ``loss_weights[t + 1]``; positions whose
-    label is ``-100`` count for nothing. The result is ``sum(w * ce) / sum(w)`` over scored positions.
+    label is ``-100`` count for nothing. The result is ``sum(w * ce) / sum(w)`` over scored positions (without
+    ``loss_weights``: the plain mean over scored positions, as transformers' causal LM loss).
 
     Args:
         logits: ``[B, L, V]``.
         labels: ``[B, L]`` int64, ``-100`` where not scored.
-        loss_weights: ``[B, L]`` float, aligned with ``labels``.
+        loss_weights: ``[B, L]`` float, aligned with ``labels``, or ``None`` (all 1).
+        ce: :func:`token_losses` of ``logits`` and ``labels`` when the caller has it already.
 
     Returns:
         Scalar loss (float32).
     """
-    logits = logits[:, :-1].float()
-    target = labels[:, 1:].to(logits.device)
-    weight = loss_weights[:, 1:].to(logits.device, torch.float32) * (target != IGNORE_INDEX)
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE_INDEX,
-                         reduction="none")  # [B * (L - 1)]
-    return (ce * weight.reshape(-1)).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
+    ce = token_losses(logits, labels) if ce is None else ce
+    target = labels[:, 1:].to(ce.device)
+    weight = (target != IGNORE_INDEX).to(torch.float32)
+    if loss_weights is not None:
+        weight = weight * loss_weights[:, 1:].to(ce.device, torch.float32)
+    return (ce * weight).sum() / weight.sum().clamp_min(torch.finfo(torch.float32).tiny)
 
 
 class AlmForCausalLM(LlamaForCausalLM):

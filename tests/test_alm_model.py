@@ -119,6 +119,12 @@ def test_loss_only_on_labels_and_weighted(model: AlmForCausalLM, vocab: Vocabula
     torch.testing.assert_close(out.loss, manual)
     ones = torch.ones_like(batch["labels"], dtype=torch.float)
     torch.testing.assert_close(model(**batch, loss_weights=ones).loss, manual)
+    # what the training loop computes from the logits alone (once per step) is the model's own loss
+    from alm.model import token_losses, weighted_causal_lm_loss
+
+    ce = token_losses(out.logits, batch["labels"])
+    assert ce.shape == (1, batch["labels"].shape[1] - 1) and bool((ce[0][~keep] == 0).all())
+    torch.testing.assert_close(weighted_causal_lm_loss(out.logits, batch["labels"], ce=ce), manual)
     # a prompt weighted 0.5 adds the prompt's loss at half weight
     wex = asr_example(vocab, "en", [1, 2, 3, 4], "a b c d", prompt_weight=0.5)
     wb = _batch([wex], vocab.pad_id)

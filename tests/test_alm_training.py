@@ -344,15 +344,15 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_corpus: Path, token
                                                         cache: TokenCache, cache_root: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    poisoned: set[int] = {2}  # forward calls (1-based) whose loss becomes NaN
+    poisoned: set[int] = {2}  # training forward calls (1-based) whose outputs (so loss) become NaN
     forward = AlmForCausalLM.forward
 
     def nan_sometimes(self: AlmForCausalLM, *args: object, **kwargs: object) -> object:
         out = forward(self, *args, **kwargs)
         if self.training:
             calls["n"] += 1
-            if calls["n"] in poisoned and out.loss is not None:
-                out.loss = out.loss * float("nan")
+            if calls["n"] in poisoned:
+                out.logits = out.logits * float("nan")
         return out
 
     monkeypatch.setattr(AlmForCausalLM, "forward", nan_sometimes)

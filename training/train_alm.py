@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from alm.config import PRESETS
 from alm.generation import generate_for_task
-from alm.model import AlmForCausalLM
+from alm.model import AlmForCausalLM, token_losses, weighted_causal_lm_loss
 from alm.prompts import IGNORE_INDEX, Example, parse_output
 from alm.vocab import TASKS, Vocabulary, train_text_tokenizer
 from codec import load_codec, load_units
@@ -216,13 +216,11 @@ def optimizer_step(state: TrainState, cfg: TrainAlmConfig, apply: bool = True) -
 
 
 @torch.no_grad()
-def add_task_losses(acc: dict[str, list[float]], logits: torch.Tensor, batch: Batch) -> None:
-    """Add each row's summed next-token cross-entropy and scored-token count to ``acc[task]`` (for the per-task
-    training loss in the log; ``logits [B, L, V]`` of ``batch``)."""
-    labels = batch.labels[:, 1:].to(logits.device)
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
-                                           reduction="none")  # [B, L-1], 0 where ignored
-    sums, counts = ce.sum(1).tolist(), (labels != IGNORE_INDEX).sum(1).tolist()
+def add_task_losses(acc: dict[str, list[float]], ce: torch.Tensor, batch: Batch) -> None:
+    """Add each row's summed next-token loss and scored-token count to ``acc[task]`` (the per-task training loss
+    of the log; ``ce [B, L - 1]`` is :func:`alm.model.token_losses` of ``batch``, computed once for the step)."""
+    sums = ce.sum(1).tolist()
+    counts = (batch.labels[:, 1:] != IGNORE_INDEX).sum(1).tolist()
     for task, total, n in zip(batch.tasks, sums, counts):
         if n and math.isfinite(total):
             entry = acc.setdefault(task, [0.0, 0])
@@ -464,11 +462,15 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         step_loss = 0.0
         for _ in range(cfg.grad_accum):
             batch = sampler.next_batch()
+            inputs = batch.model_inputs(device)
+            labels, weights = inputs.pop("labels"), inputs.pop("loss_weights", None)
             with _autocast(device, cfg):
-                output = model(**batch.model_inputs(device))
-            loss = output.loss / cfg.grad_accum
+                logits = model(**inputs).logits
+            # the per-position loss once: the training loss and the per-task log figures both come from it
+            ce = token_losses(logits, labels)
+            loss = weighted_causal_lm_loss(logits, labels, weights, ce=ce) / cfg.grad_accum
             loss.backward()
-            add_task_losses(window_task_loss, output.logits.detach(), batch)
+            add_task_losses(window_task_loss, ce.detach(), batch)
             step_loss += float(loss.detach())
             state.tokens_seen += batch.num_tokens
             window_tasks.update(batch.tasks)
