@@ -153,11 +153,12 @@ def evaluate(checkpoint: str | os.PathLike | None, corpus: str | os.PathLike, ou
     def asr_text(audio: np.ndarray, lang: str) -> str:
         return model.transcribe(audio, language=lang, **opts).text
 
-    english_asr = None  # an independent listener for English synthesized speech (pocketsphinx)
-    if cfg.peer and "tts" in cfg.tasks:
+    peer = None  # pocketsphinx: the ASR peer, and a listener for English synthesized speech independent of ours
+    if cfg.peer and ("asr" in cfg.tasks or "tts" in cfg.tasks):
         from training.evaluation.pocketsphinx_peer import PocketSphinx
 
-        english_asr = PocketSphinx()
+        peer = PocketSphinx()
+    by_id = {r["id"]: r for r in records}
 
     timing: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # task -> [seconds spent, seconds of audio]
     for task in cfg.tasks:
@@ -167,15 +168,15 @@ def evaluate(checkpoint: str | os.PathLike | None, corpus: str | os.PathLike, ou
             continue
         rows = []
         for n, r in enumerate(tqdm(chosen, desc=f"eval {task}", disable=not progress)):
-            rows.append(_run_one(task, r, records, model, wav, asr_text, speaker, cfg, opts, timing, out,
-                                 n < cfg.save_samples, english_asr))
+            rows.append(_run_one(task, r, records, by_id, model, wav, asr_text, speaker, cfg, opts, timing, out,
+                                 n < cfg.save_samples, peer))
         report.outputs[task] = rows
         report.metrics[task] = _score(task, rows)
         spent, audio_s = timing[task]
         report.metrics[task]["rtf"] = spent / max(audio_s, 1e-9)
         log.info("%s: %s", task, report.metrics[task])
-    if cfg.peer and "asr" in report.outputs:
-        report.metrics.setdefault("peer", {}).update(_pocketsphinx(report.outputs["asr"], records, wav, progress))
+    if peer is not None and "asr" in report.outputs:
+        report.metrics.setdefault("peer", {}).update(_pocketsphinx(peer, report.outputs["asr"], by_id, wav, progress))
     report.metrics["speed"] = _speed(model, cfg)
     _write(report, out)
     return report
@@ -206,9 +207,10 @@ def _timed(timing: dict[str, list[float]], task: str, audio_seconds: float, fn: 
     return result
 
 
-def _run_one(task: str, r: dict[str, Any], records: list[dict[str, Any]], model: Any, wav: Any, asr_text: Any,
+def _run_one(task: str, r: dict[str, Any], records: list[dict[str, Any]], by_id: dict[str, dict[str, Any]],
+             model: Any, wav: Any, asr_text: Any,
              speaker: SpeakerSimilarity | None, cfg: EvalConfig, opts: dict[str, Any],
-             timing: dict[str, list[float]], out: Path, keep_sample: bool, english_asr: Any = None
+             timing: dict[str, list[float]], out: Path, keep_sample: bool, peer: Any = None
              ) -> dict[str, Any]:
     audio, lang = wav(r), r["lang"]
     row: dict[str, Any] = {"id": r["id"], "lang": lang, "speaker": r["speaker"]}
@@ -229,11 +231,11 @@ def _run_one(task: str, r: dict[str, Any], records: list[dict[str, Any]], model:
         row.update(reference=r["text"], hypothesis=asr_text(res.audio, lang) if res.duration else "",
                    resynth_hypothesis=asr_text(resynth, lang), seconds=res.duration,
                    speaker_similarity=_similar(speaker, res.audio, wav(v)))
-        if english_asr is not None and lang == "en":
-            row.update(pocketsphinx_hypothesis=english_asr(res.audio) if res.duration else "",
-                       resynth_pocketsphinx_hypothesis=english_asr(resynth))
+        if peer is not None and lang == "en":
+            row.update(pocketsphinx_hypothesis=peer(res.audio) if res.duration else "",
+                       resynth_pocketsphinx_hypothesis=peer(resynth))
     elif task == "s2st":
-        t = {x["id"]: x for x in records}[r["translation_id"]]
+        t = by_id[r["translation_id"]]
         v = voice_of(records, t["speaker"], t["split"], t["id"], cfg.seed)
         voice = wav(v) if v is not None else None  # None: the source speaker's own voice
         res = _timed(timing, task, r["duration"], lambda: model.translate_speech(
@@ -303,15 +305,11 @@ def _score(task: str, rows: list[dict[str, Any]]) -> dict[str, float]:
     return m
 
 
-def _pocketsphinx(rows: list[dict[str, Any]], records: list[dict[str, Any]], wav: Any,
+def _pocketsphinx(peer: Any, rows: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], wav: Any,
                   progress: bool) -> dict[str, float]:
-    from training.evaluation.pocketsphinx_peer import PocketSphinx
-
-    by_id = {r["id"]: r for r in records}
     english = [r for r in rows if r["lang"] == "en"]
     if not english:
         return {}
-    peer = PocketSphinx()
     hyps = [peer(wav(by_id[r["id"]])) for r in tqdm(english, desc="pocketsphinx", disable=not progress)]
     for r, h in zip(english, hyps):
         r["pocketsphinx"] = h
