@@ -483,6 +483,10 @@ class AudioLanguageModel:
         return wav
 
     def _units(self, wav: torch.Tensor) -> list[int]:
+        """Prompt units of ``wav``; none for a model that reads speech as codec tokens only (the units segment is
+        replaced by :meth:`_speech`, so encoding them would be wasted)."""
+        if self.model.config.input_speech == "codec":
+            return []
         return self.units.encode(wav, collapse=self.model.config.collapse_units).tolist()
 
     def _input_codes(self, wav: torch.Tensor) -> torch.Tensor | None:
