@@ -336,6 +336,22 @@ def eval_(
     typer.echo(f"written: {out / 'results.json'}, {out / 'results.md'}, {out / 'eval.png'}")
 
 
+@app.command("export")
+def export(
+    checkpoint: Path = typer.Argument(..., help="Training checkpoint (OUT/checkpoints/step-N, plain or DeepSpeed/ZeRO) "
+                                                "or a run directory (its newest checkpoint)."),
+    out: Path = typer.Argument(..., help="Release checkpoint directory to write (what `alm.load` reads)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Convert a training checkpoint into the release format: config + safetensors + tokenizer + codec + units."""
+    _setup_logging(verbose)
+    from training.export import export_release
+
+    with _user_errors():
+        written = export_release(checkpoint, out)
+    typer.echo(f"exported {written}")
+
+
 def main() -> None:
     app()
 

@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 TINY_HOURS = 0.03  # about 100 s of speech: every task kind and both splits' speakers appear
+N_UNITS = 16  # units of the tiny unit tokenizer
+
+
+def _tiny_codec_config():  # noqa: ANN202 - imported lazily: conftest loads before every test module
+    from codec.neural import CodecConfig
+
+    return CodecConfig(n_filters=4, dimension=16, num_codebooks=4, cardinality=64, kmeans_iters=5)
+
+
+TINY_CODEC = _tiny_codec_config()
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +28,24 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     synthesize_corpus(out, hours=TINY_HOURS, seed=0, jobs=2, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dirs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny codec (codebooks k-means-initialized by one training pass) and MFCC units, saved."""
+    import torch
+
+    from codec import load_audio
+    from codec.neural import NeuralCodec
+    from training.data import read_manifest
+    from training.train_units import fit_mfcc_units
+
+    out = tmp_path_factory.mktemp("tokenizers")
+    wavs = [load_audio(r["path"]) for r in read_manifest(tiny_corpus)[:8]]
+    torch.manual_seed(0)
+    codec = NeuralCodec(TINY_CODEC).train()
+    with torch.no_grad():
+        codec(torch.cat(wavs)[: 4 * 16000].reshape(4, -1))
+    codec.eval().save_pretrained(out / "codec")
+    fit_mfcc_units(wavs, n_clusters=N_UNITS, seed=0).save_pretrained(out / "units")
+    return out / "codec", out / "units"

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import N_UNITS, TINY_CODEC
 
 from alm.model import AlmForCausalLM
 from alm.prompts import IGNORE_INDEX, Example, parse_output
 from alm.vocab import TASKS, Vocabulary, train_text_tokenizer
 from codec import load_audio, load_codec, load_units
-from codec.neural import CodecConfig, NeuralCodec
 from training.alm_data import (
     ExampleBuilder,
     ExampleOptions,
@@ -28,26 +28,9 @@ from training.alm_data import (
 from training.data import read_manifest
 from training.data.slu import format_target
 from training.train_alm import TRAINER_STATE, TrainAlmConfig, parse_args, train
-from training.train_units import fit_mfcc_units
 
-TINY_CODEC = CodecConfig(n_filters=4, dimension=16, num_codebooks=4, cardinality=64, kmeans_iters=5)
-N_UNITS = 16
 K = 2  # codebooks the model uses (of the codec's 4)
 SHARD = 8  # utterances per cache shard: several shards, so resumption is tested
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dirs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny codec (codebooks k-means-initialized by one training pass) and MFCC units, saved."""
-    out = tmp_path_factory.mktemp("tokenizers")
-    wavs = [load_audio(r["path"]) for r in read_manifest(tiny_corpus)[:8]]
-    torch.manual_seed(0)
-    codec = NeuralCodec(TINY_CODEC).train()
-    with torch.no_grad():
-        codec(torch.cat(wavs)[: 4 * 16000].reshape(4, -1))
-    codec.eval().save_pretrained(out / "codec")
-    fit_mfcc_units(wavs, n_clusters=N_UNITS, seed=0).save_pretrained(out / "units")
-    return out / "codec", out / "units"
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +197,22 @@ def test_sampler_follows_temperature(temperature: float) -> None:
         assert expected["s2st"] > task_n["s2st"] / total and expected["asr"] < task_n["asr"] / total
 
 
+def test_task_weights_scale_the_task_mix() -> None:
+    groups = {k: range(n) for k, n in COUNTS.items()}
+    plain = MultiTaskSampler(groups, temperature=2.0).task_probs
+    weighted = MultiTaskSampler(groups, temperature=2.0, task_weights={"asr": 3.0, "tts": 0.0}, seed=2)
+    z = sum(p * {"asr": 3.0, "tts": 0.0}.get(t, 1.0) for t, p in plain.items())
+    assert "tts" not in weighted.task_probs and weighted.task_probs["asr"] == pytest.approx(3 * plain["asr"] / z)
+    draws = [weighted.sample_group()[0] for _ in range(5000)]
+    assert "tts" not in draws and draws.count("asr") / 5000 == pytest.approx(weighted.task_probs["asr"], abs=0.03)
+    assert TrainAlmConfig(task_weights="asr=2, slu=1.5").task_weight_map() == {"asr": 2.0, "slu": 1.5}
+    for bad in ("asr", "dance=2", "asr=x"):
+        with pytest.raises(ValueError, match="task_weights"):
+            TrainAlmConfig(task_weights=bad)
+    with pytest.raises(ValueError, match="unknown task"):
+        MultiTaskSampler({("asr", "en"): range(3)}, task_weights={"tts": 2.0})
+
+
 def test_sampler_batches_bounded_padded_and_drops_too_long() -> None:
     lengths = {"asr": 30, "tts": 90, "slu": 500}  # slu never fits max_len
 
@@ -300,9 +299,9 @@ def test_command_line_arguments() -> None:
 
 
 def _common(tokenizer_dirs: tuple[Path, Path], cache_root: Path, **kw: object) -> dict[str, object]:
-    return dict(preset="debug", max_tokens=1024, lr=3e-3, warmup_steps=2, num_codebooks=K, text_vocab_size=500,
-                log_every=1, eval_every=100, ckpt_every=3, keep_checkpoints=5, num_samples=0, threads=1,
-                codec=str(tokenizer_dirs[0]), units=str(tokenizer_dirs[1]), cache_dir=str(cache_root), **kw)
+    return {**dict(preset="debug", max_tokens=1024, lr=3e-3, warmup_steps=2, num_codebooks=K, text_vocab_size=500,
+                   log_every=1, eval_every=100, ckpt_every=3, keep_checkpoints=5, num_samples=0, threads=1,
+                   codec=str(tokenizer_dirs[0]), units=str(tokenizer_dirs[1]), cache_dir=str(cache_root)), **kw}
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -368,3 +367,23 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tiny_corpus: Path, token
     monkeypatch.setattr(AlmForCausalLM, "forward", nan_sometimes)
     with pytest.raises(FloatingPointError, match="2 steps in a row"):
         train(tiny_corpus, tmp_path / "all-bad", cfg, progress=False)
+
+
+def test_fine_tune_starts_from_a_released_checkpoint(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path],
+                                                     cache: TokenCache, cache_root: Path, tmp_path: Path) -> None:
+    base = train(tiny_corpus, tmp_path / "base", TrainAlmConfig(steps=6, **_common(tokenizer_dirs, cache_root)),
+                 progress=False)
+    # zero steps of fine-tuning exports the starting point unchanged: weights, vocabulary and format are its own
+    # (the preset and K given here are ignored: the checkpoint's config decides)
+    same = train(tiny_corpus, tmp_path / "ft0", TrainAlmConfig(
+        steps=0, init_from=str(base.checkpoint), **_common(tokenizer_dirs, cache_root, preset="tiny")),
+        progress=False)
+    assert same.start_step == 0 and _same_weights(same.model, base.model)
+    assert Vocabulary.load(same.checkpoint).to_dict() == Vocabulary.load(base.checkpoint).to_dict()
+    # a few steps on: it keeps learning from where the base model stopped, not from scratch
+    tuned = train(tiny_corpus, tmp_path / "ft", TrainAlmConfig(
+        steps=3, init_from=str(base.checkpoint), **_common(tokenizer_dirs, cache_root, warmup_steps=1)),
+        progress=False)
+    first_base = next(h["loss"] for h in base.history if "loss" in h)
+    first_tuned = next(h["loss"] for h in tuned.history if "loss" in h)
+    assert first_tuned < first_base - 0.5 and not _same_weights(tuned.model, base.model)

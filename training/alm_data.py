@@ -547,12 +547,15 @@ class MultiTaskSampler:
         max_batch_size: most sequences per batch (``None``: no limit besides ``max_tokens``).
         pad_id: the padding id.
         seed: seed of the sampler's own generator (its state is in :meth:`state_dict`).
+        task_weights: multipliers of the tasks' temperature probabilities (then renormalized), e.g. ``{"asr": 2}``
+            to see twice as many ASR examples; tasks not named keep weight 1.
     """
 
     def __init__(self, groups: dict[tuple[str, str], Sequence[Any]],
                  build: Callable[[str, Any, np.random.Generator], Example] | None = None, *,
                  temperature: float = 2.0, max_tokens: int = 8192, max_len: int | None = None,
-                 max_batch_size: int | None = None, pad_id: int = 0, seed: int = 0) -> None:
+                 max_batch_size: int | None = None, pad_id: int = 0, seed: int = 0,
+                 task_weights: dict[str, float] | None = None) -> None:
         self.groups = {k: v for k, v in groups.items() if len(v)}
         if not self.groups:
             raise ValueError("the sampler has no examples: every (task, language) group is empty")
@@ -562,6 +565,15 @@ class MultiTaskSampler:
         for (task, _), items in self.groups.items():
             task_counts[task] += len(items)
         self.task_probs = temperature_probs(dict(task_counts), temperature)
+        if task_weights:
+            unknown = sorted(set(task_weights) - set(self.task_probs))
+            if unknown or any(not w >= 0 for w in task_weights.values()):
+                raise ValueError(f"task weights {task_weights}: unknown task(s) {unknown} (known: "
+                                 f"{sorted(self.task_probs)}) or a negative weight")
+            w = {t: p * task_weights.get(t, 1.0) for t, p in self.task_probs.items()}
+            if not sum(w.values()) > 0:
+                raise ValueError(f"task weights {task_weights} leave no task to sample")
+            self.task_probs = {t: x / sum(w.values()) for t, x in w.items() if x > 0}
         self.lang_probs = {task: temperature_probs({lang: len(items) for (t, lang), items in self.groups.items()
                                                     if t == task}, temperature) for task in self.task_probs}
         self._tasks = list(self.task_probs)

@@ -31,9 +31,8 @@ import math
 import os
 import shutil
 import time
-import typing
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +58,23 @@ from training.alm_data import (
     build_token_cache,
     pack,
 )
+from training.config import TrainConfig, add_config_arguments, config_from_arguments
 from training.data.corpus import read_manifest
 from training.data.slu import format_target
+from training.distributed import (
+    Engine,
+    ProcessInfo,
+    broadcast,
+    gather_strings,
+    init_process_group,
+    make_engine,
+    pick_device,
+    process_info,
+    weights_fingerprint,
+)
 from training.plots import png_figure
 from training.seed import seed_everything
+from training.tensorboard import TensorBoard
 
 log = logging.getLogger(__name__)
 
@@ -72,49 +84,54 @@ TRAINING_STATE = "training_state.json"
 
 
 @dataclass
-class TrainAlmConfig:
-    """Settings of one ALM run (saved in ``training_state.json``)."""
+class TrainAlmConfig(TrainConfig):
+    """Settings of one ALM run (saved in ``training_state.json``): the shared optimization/engine settings of
+    :class:`training.config.TrainConfig` plus the model and data ones."""
 
     preset: str = "tiny"  # debug | tiny | small | base (alm.config presets)
-    steps: int = 20000
     max_tokens: int = 8192  # padded tokens (B x L) per micro-batch
     max_batch_size: int | None = None
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 5e-4
-    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    warmup_steps: int = 500
-    weight_decay: float = 0.1
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    max_bad_steps: int = 5  # non-finite loss/gradient steps in a row before the run stops (each one is skipped)
     # data
     tasks: str = "asr,tts,s2st,slu,continue"  # comma-separated tasks to train on (a subset trains a specialist)
     num_codebooks: int = 4  # K the model reads and writes (at most the codec's)
     input_speech: str = "units"  # units | codec | both
     collapse_units: bool = True
     temperature: float = 2.0  # task/language sampling p ∝ (n/N)^(1/T); T = 2 is alpha = 0.5
+    task_weights: str = ""  # multipliers of the task probabilities, e.g. "asr=2,slu=2" (unnamed tasks: 1)
     s2st_text_prob: float = 0.5
     voice_seconds: float = 3.0
     prompt_weight: float = 0.0
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
-    # bookkeeping
-    log_every: int = 10
-    eval_every: int = 500
+    # evaluation
     eval_max_per_task: int = 64
     num_samples: int = 2  # valid utterances transcribed at each evaluation (0: none)
-    ckpt_every: int = 500
-    keep_checkpoints: int = 2
-    seed: int = 0
-    threads: int = 0  # torch threads; 0: torch's default
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bf16: bool = True  # bf16 autocast on CUDA
     codec: str | None = None  # codec directory; None: the shipped codec
     units: str | None = None  # unit tokenizer directory; None: the shipped units
     cache_dir: str | None = None  # token cache root; None: CORPUS/token_cache
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra AlmConfig fields for the preset
+    # fine-tuning: start from a checkpoint directory's weights, vocabulary, codec and units ("default": the shipped
+    # model) instead of a fresh preset; its config then decides preset, K, input speech and voice prompt length
+    init_from: str | None = None
 
+    def validate(self) -> None:
+        super().validate()
+        self.task_list()
+        self.task_weight_map()
+
+    def task_weight_map(self) -> dict[str, float]:
+        """:attr:`task_weights` as ``{task: weight}``."""
+        out = {}
+        for item in filter(None, (x.strip() for x in self.task_weights.split(","))):
+            name, sep, value = item.partition("=")
+            try:
+                out[name.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or name.strip() not in TASKS:
+                raise ValueError(f"task_weights: {item!r} is not TASK=WEIGHT with a task of {', '.join(TASKS)}")
+        return out
 
     def task_list(self) -> tuple[str, ...]:
         """:attr:`tasks` as a tuple, checked against the known tasks."""
@@ -195,24 +212,8 @@ def lr_at(step: int, cfg: TrainAlmConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _device(cfg: TrainAlmConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
-
 def _autocast(device: torch.device, cfg: TrainAlmConfig) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
-
-
-def optimizer_step(state: TrainState, cfg: TrainAlmConfig, apply: bool = True) -> float:
-    """Clip, step, zero the gradients (the one place a DeepSpeed engine would take over); returns the grad norm.
-    With ``apply=False``, or when the gradient norm is not finite, the update is skipped (gradients dropped)."""
-    norm = float(torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)) if apply else math.nan
-    if apply and math.isfinite(norm):
-        state.optimizer.step()
-    state.optimizer.zero_grad(set_to_none=True)
-    return norm
 
 
 @torch.no_grad()
@@ -241,9 +242,14 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _write_layout(d: Path, state: TrainState, training_state: dict[str, Any]) -> None:
-    """The checkpoint layout (model, vocabulary, codec, units, provenance) into ``d``."""
-    state.model.save_pretrained(d)
+def _write_layout(d: Path, state: TrainState, training_state: dict[str, Any],
+                  weights: dict[str, torch.Tensor] | None = None) -> None:
+    """The checkpoint layout (model, vocabulary, codec, units, provenance) into ``d`` (``weights``: the whole
+    model's state dict when the module holds only a partition, as under ZeRO-3)."""
+    if weights is not None:
+        state.model.save_pretrained(d, state_dict={k: v.float() for k, v in weights.items()})
+    else:
+        state.model.save_pretrained(d)
     state.vocab.save(d)
     state.codec.save_pretrained(d / "codec")
     state.units.save_pretrained(d / "units")
@@ -260,47 +266,74 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def save_checkpoint(out: Path, state: TrainState, sampler: MultiTaskSampler, training_state: dict[str, Any],
-                    keep: int) -> Path:
-    """Write ``OUT/checkpoints/step-NNNNNNN`` atomically and keep only the newest ``keep`` checkpoints."""
+                    keep: int, engine: Engine) -> Path:
+    """Write ``OUT/checkpoints/step-NNNNNNN`` atomically and keep only the newest ``keep`` checkpoints.
+
+    Every process calls it: a DeepSpeed engine writes its shards (``deepspeed/``) from each process into the
+    temporary directory; the main process then adds the layout and the trainer state (written last: its presence
+    marks a complete checkpoint) and renames the directory into place."""
     root = out / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{state.step:07d}"
-    tmp = root / f".tmp-step-{state.step:07d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    _write_layout(tmp, state, training_state)
-    trainer = {"step": state.step, "tokens_seen": state.tokens_seen, "elapsed_s": state.elapsed_s,
-               "skipped_steps": state.skipped_steps,
-               "optimizer": state.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-               "sampler": sampler.state_dict(), "history": json.dumps(state.history)}
-    torch.save(trainer, tmp / TRAINER_STATE)  # written last: its presence marks a complete checkpoint
-    _publish(tmp, final)
-    for stale in _checkpoint_dirs(out)[:-keep] if keep > 0 else []:
-        shutil.rmtree(stale, ignore_errors=True)
+    tmp = root / f".tmp-step-{state.step:07d}"
+    main = engine.info.is_main
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    engine.barrier()
+    engine_state = engine.save_engine(tmp)
+    weights = engine.full_state_dict()
+    engine.barrier()
+    if main:
+        _write_layout(tmp, state, training_state, weights)
+        trainer = {"step": state.step, "tokens_seen": state.tokens_seen, "elapsed_s": state.elapsed_s,
+                   "skipped_steps": state.skipped_steps, **engine_state, "torch_rng": torch.get_rng_state(),
+                   "sampler": sampler.state_dict(), "history": json.dumps(state.history)}
+        torch.save(trainer, tmp / TRAINER_STATE)
+        _publish(tmp, final)
+        for stale in _checkpoint_dirs(out)[:-keep] if keep > 0 else []:
+            shutil.rmtree(stale, ignore_errors=True)
+    engine.barrier()
     return final
 
 
-def export_checkpoint(out: Path, state: TrainState, training_state: dict[str, Any]) -> Path:
-    """``OUT/final``: the checkpoint layout without trainer state (what ``alm.load`` reads), written atomically."""
-    tmp = out / f".tmp-final-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    _write_layout(tmp, state, training_state)
-    _publish(tmp, out / "final")
+def export_checkpoint(out: Path, state: TrainState, training_state: dict[str, Any], engine: Engine) -> Path:
+    """``OUT/final``: the checkpoint layout without trainer state (what ``alm.load`` reads), written atomically by
+    the main process (every process calls it: under ZeRO-3 the weights are gathered from all of them)."""
+    weights = engine.full_state_dict()
+    if engine.info.is_main:
+        tmp = out / f".tmp-final-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _write_layout(tmp, state, training_state, weights)
+        _publish(tmp, out / "final")
+    engine.barrier()
     return out / "final"
 
 
 def resume_state(ckpt: Path, cfg: TrainAlmConfig, device: torch.device) -> tuple[TrainState, dict[str, Any]]:
-    """Rebuild a :class:`TrainState` from a checkpoint; also returns the raw trainer state (sampler, RNG)."""
+    """Rebuild a :class:`TrainState` from a checkpoint (a fresh optimizer: the engine loads its state); also
+    returns the raw trainer state (optimizer of a plain run, sampler, RNG)."""
     vocab = Vocabulary.load(ckpt)
     model = AlmForCausalLM.from_pretrained(ckpt, dtype=torch.float32).to(device)
     codec, units = load_codec(ckpt / "codec"), load_units(ckpt / "units")
     trainer = torch.load(ckpt / TRAINER_STATE, weights_only=True, map_location="cpu")
     optimizer = build_optimizer(model, cfg)
-    optimizer.load_state_dict(trainer["optimizer"])
     state = TrainState(model, optimizer, vocab, codec, units, step=int(trainer["step"]),
                        tokens_seen=int(trainer["tokens_seen"]), elapsed_s=float(trainer["elapsed_s"]),
                        skipped_steps=int(trainer.get("skipped_steps", 0)),
                        history=json.loads(trainer["history"]))
     return state, trainer
+
+
+def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> TrainState:
+    """A fresh :class:`TrainState` (new optimizer, step 0) around a released checkpoint's model, vocabulary, codec
+    and units (``"default"``: the shipped model), for fine-tuning on another corpus."""
+    from alm.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    d = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
+    model, vocab, codec, units = load_checkpoint(d, device)
+    model = model.float().train()
+    codec.set_num_codebooks(codec.max_codebooks)  # the token cache stores every codebook; the vocab picks K
+    return TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------------
@@ -364,25 +397,40 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
 
 
 # --- the loop -----------------------------------------------------------------------------------------------------
+def _take(sampler: MultiTaskSampler, info: ProcessInfo) -> tuple[Batch, list[Batch]]:
+    """The next ``world_size`` batches of the shared stream: this process's one, and all of them (for counts)."""
+    batches = [sampler.next_batch() for _ in range(info.world_size)]
+    return batches[info.rank], batches
+
+
 def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: AudioTokenizer | None = None,
           units: UnitTokenizer | None = None, progress: bool = True) -> TrainResult:
     """Train (or resume) an ALM on ``corpus``, writing checkpoints under ``out``.
 
+    Under a distributed launcher every process calls this; the main one logs and writes (see
+    :mod:`training.distributed`).
+
     Args:
         corpus: manifest-form corpus directory.
-        out: run directory (checkpoints, curves, samples, final export).
+        out: run directory (checkpoints, curves, samples, TensorBoard events, final export).
         cfg: run settings.
         codec, units: tokenizers to use instead of ``cfg.codec`` / ``cfg.units`` (a resumed run always uses the
             checkpoint's own).
         progress: show tqdm bars.
     """
     corpus, out = Path(corpus), Path(out)
-    cfg.task_list()  # bad task names fail before any work
+    cfg.validate()  # bad settings fail before any work
+    info = process_info()
+    device = pick_device(cfg, info)
+    if cfg.use_deepspeed():
+        info = init_process_group(cfg, device)
+    main = info.is_main
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _device(cfg)
+    elif info.world_size > 1 and device.type == "cpu":  # processes share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
     records = read_manifest(corpus)
 
     # setup: resume from the latest checkpoint, or build everything fresh
@@ -403,17 +451,30 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         log.info("resuming from %s (step %d)", ckpt, state.step)
         if codec is not None or units is not None:
             log.warning("resuming: the checkpoint's own codec and units are used, not the ones passed in")
+    elif cfg.init_from is not None:
+        state = init_state(cfg.init_from, cfg, device)
+        log.info("fine-tuning %s (%.2fM parameters), %s", cfg.init_from,
+                 sum(p.numel() for p in state.model.parameters()) / 1e6, state.vocab)
     else:
         codec = codec or load_codec(cfg.codec)
         units = units or load_units(cfg.units)
         if cfg.num_codebooks > codec.max_codebooks:
             raise ValueError(f"num_codebooks={cfg.num_codebooks} but the codec has {codec.max_codebooks}")
-        vocab = build_vocabulary(records, codec, units, cfg)
+        vocab = broadcast(build_vocabulary(records, codec, units, cfg) if main else None, info)
         model = build_model(vocab, cfg).to(device)
         state = TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
         log.info("%s: %.2fM parameters, %s", cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6, vocab)
+    engine = make_engine(state.model, state.optimizer, cfg, device)
+    info = engine.info
+    main = info.is_main
+    if ckpt is not None:
+        engine.load_engine(ckpt, trainer)
     start = state.step
-    cache = build_token_cache(corpus, state.codec, state.units, cfg.cache_dir, progress=progress)
+    if not main:  # the main process builds (or checks) the token cache first; the others then read it
+        engine.barrier()
+    cache = build_token_cache(corpus, state.codec, state.units, cfg.cache_dir, progress=progress and main)
+    if main:
+        engine.barrier()
     # the model's config (and a resumed run's record), not cfg, say how the prompts look: a run keeps its format
     options = ExampleOptions(num_codebooks=state.model.config.num_codebooks,
                              input_speech=state.model.config.input_speech,
@@ -424,21 +485,31 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
     tasks = cfg.task_list()
+    # the same seed in every process: one batch stream, of which each process takes every world_size-th batch
     sampler = MultiTaskSampler(builder.groups("train", tasks), builder.build, temperature=cfg.temperature,
                                max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,
-                               pad_id=state.vocab.pad_id, seed=cfg.seed)
+                               pad_id=state.vocab.pad_id, seed=cfg.seed, task_weights=cfg.task_weight_map())
     if trainer is not None:
         sampler.load_state_dict(trainer["sampler"])
         torch.set_rng_state(trainer["torch_rng"])
     summary = DataSummary.of(sampler)
-    log.info("train examples per task/lang %s; sampling probabilities %s", summary.counts, summary.probabilities)
+    if main:
+        log.info("train examples per task/lang %s; sampling probabilities %s", summary.counts, summary.probabilities)
     eval_sets = {t: [(i, e) for i, e in items if len(e.input_ids) <= max_len]
                  for t, items in builder.fixed_examples("valid", cfg.eval_max_per_task, cfg.seed, tasks).items()}
     samples = eval_sets.get("asr", [])[: cfg.num_samples]
+    board = TensorBoard(out / "tensorboard", enabled=cfg.tensorboard and main)
 
     def training_state(metrics: dict[str, float]) -> dict[str, Any]:
-        return {"step": state.step, "corpus": str(corpus), "preset": cfg.preset, "tokens_seen": state.tokens_seen,
+        """Provenance for the checkpoint (every process calls it: data-parallel replicas are compared here)."""
+        replicas = None
+        if info.world_size > 1 and cfg.zero_stage < 3:  # ZeRO-3 modules hold partitions, not replicas
+            replicas = gather_strings(weights_fingerprint(model), info)
+            if len(set(replicas)) > 1:
+                raise RuntimeError(f"step {state.step}: the processes' weights differ ({replicas}); the run stops")
+        return {"weights_fingerprints": replicas,"step": state.step, "corpus": str(corpus), "preset": cfg.preset, "tokens_seen": state.tokens_seen,
                 "elapsed_s": round(state.elapsed_s, 1), "metrics": metrics, "train_config": asdict(cfg),
+                "processes": info.world_size, "engine": "deepspeed" if engine.deepspeed else "plain",
                 "data": {**asdict(options), "cache_fingerprint": cache.fingerprint, "examples": summary.counts,
                          "sampling": summary.probabilities, "dropped_too_long": dict(sampler.dropped)}}
 
@@ -452,29 +523,33 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     window_tasks: Counter[str] = Counter()
     window_task_loss: dict[str, list[float]] = {}  # task -> [summed token loss, scored tokens] in the log window
     t_last, tokens_last = time.time(), state.tokens_seen
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="alm",
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main), desc="alm",
                unit="step")
     for step in bar:
         t_step = time.time()
         lr = lr_at(step, cfg)
-        for g in state.optimizer.param_groups:
-            g["lr"] = lr
-        step_loss = 0.0
+        engine.set_lr(lr)
+        step_loss, applied = 0.0, True
         for _ in range(cfg.grad_accum):
-            batch = sampler.next_batch()
+            batch, every = _take(sampler, info)
             inputs = batch.model_inputs(device)
             labels, weights = inputs.pop("labels"), inputs.pop("loss_weights", None)
             with _autocast(device, cfg):
-                logits = model(**inputs).logits
+                logits = engine(**inputs).logits
             # the per-position loss once: the training loss and the per-task log figures both come from it
             ce = token_losses(logits, labels)
-            loss = weighted_causal_lm_loss(logits, labels, weights, ce=ce) / cfg.grad_accum
-            loss.backward()
+            loss = weighted_causal_lm_loss(logits, labels, weights, ce=ce)
+            if engine.all_finite(loss.detach()):
+                engine.backward(loss)
+            else:
+                applied = False  # this micro-batch is skipped in every process
             add_task_losses(window_task_loss, ce.detach(), batch)
-            step_loss += float(loss.detach())
-            state.tokens_seen += batch.num_tokens
-            window_tasks.update(batch.tasks)
-        grad_norm = optimizer_step(state, cfg, apply=math.isfinite(step_loss))
+            step_loss += float(loss.detach()) / cfg.grad_accum
+            for b in every:
+                state.tokens_seen += b.num_tokens
+                window_tasks.update(b.tasks)
+        grad_norm = engine.step(apply=applied)
+        step_loss = engine.mean(step_loss) if applied else math.nan
         state.step = step + 1
         state.elapsed_s += time.time() - t_step
         if math.isfinite(step_loss) and math.isfinite(grad_norm):
@@ -502,57 +577,59 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                    "tasks": dict(window_tasks)}
             rec["loss_per_task"] = {t: v[0] / v[1] for t, v in sorted(window_task_loss.items()) if v[1]}
             state.history.append(rec)
-            log.info("step %d: loss %s (%s), %.0f tokens/s, lr %.2e, %d skipped", done,
-                     "n/a" if rec["loss"] is None else f"{rec['loss']:.3f}",
-                     " ".join(f"{t} {v:.2f}" for t, v in rec["loss_per_task"].items()), rec["tokens_per_s"], lr,
-                     state.skipped_steps)
+            board.add(done, {"train/loss": rec["loss"], "train/lr": lr, "train/grad_norm": grad_norm,
+                             "train/tokens_per_s": rec["tokens_per_s"],
+                             **{f"train_loss/{t}": v for t, v in rec["loss_per_task"].items()}})
+            if main:
+                log.info("step %d: loss %s (%s), %.0f tokens/s, lr %.2e, %d skipped", done,
+                         "n/a" if rec["loss"] is None else f"{rec['loss']:.3f}",
+                         " ".join(f"{t} {v:.2f}" for t, v in rec["loss_per_task"].items()), rec["tokens_per_s"], lr,
+                         state.skipped_steps)
             window, window_tasks, t_last, tokens_last = [], Counter(), now, state.tokens_seen
             window_task_loss = {}
         if done % cfg.eval_every == 0 or done == cfg.steps:
             metrics = evaluate(model, eval_sets, state.vocab.pad_id, cfg.max_tokens, device, cfg)
             state.history.append({"step": done, **metrics})
-            log.info("step %d: train loss %.3f, %s; dropped too long: %s", done, step_loss,
-                     " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), dict(sampler.dropped) or "none")
-            if samples:
-                transcripts = transcribe_samples(model, state.vocab, samples, cache, device, cfg)
+            board.add(done, metrics)
+            transcripts = transcribe_samples(model, state.vocab, samples, cache, device, cfg) if samples else []
+            if main:
+                log.info("step %d: train loss %.3f, %s; dropped too long: %s", done, step_loss,
+                         " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), dict(sampler.dropped) or "none")
                 with open(out / "samples.jsonl", "a", encoding="utf-8") as f:
                     for s in transcripts:
                         log.info("ASR sample %s\n  ref: %s\n  hyp: %s", s["id"], s["reference"], s["hypothesis"])
                         f.write(json.dumps({"step": done, **s}, ensure_ascii=False) + "\n")
-            plot_history(state.history, out / "training_curves.png")
+                plot_history(state.history, out / "training_curves.png")
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            save_checkpoint(out, state, sampler, training_state(metrics), cfg.keep_checkpoints)
+            save_checkpoint(out, state, sampler, training_state(metrics), cfg.keep_checkpoints, engine)
     bar.close()
+    board.close()
     model.eval()
-    final = export_checkpoint(out, state, training_state(metrics))
+    final = export_checkpoint(out, state, training_state(metrics), engine)
     return TrainResult(model, state.vocab, state.history, start, final)
 
 
 # --- command line -------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> tuple[str, str, TrainAlmConfig, bool]:
-    """``(corpus, out, config, progress)`` from command-line arguments (a ``--flag`` per :class:`TrainAlmConfig`
-    field, plus ``--no-progress`` for logs without a progress bar)."""
+    """``(corpus, out, config, progress)`` from command-line arguments: ``--config FILE`` (a YAML of
+    :class:`TrainAlmConfig` fields, plus ``corpus`` and ``out``), overridden by a ``--flag`` per field, plus
+    ``--no-progress`` for logs without a progress bar. ``--local_rank`` (passed by the ``deepspeed`` launcher) is
+    accepted; the rank is read from the environment."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True, help="manifest-form corpus directory")
-    p.add_argument("--out", required=True, help="run directory (resumed when it holds checkpoints)")
-    hints = typing.get_type_hints(TrainAlmConfig)
-    for f in fields(TrainAlmConfig):
-        if f.name == "model_overrides":
-            continue
-        kind = hints[f.name]
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        kind = args[0] if args else kind
-        flag = f"--{f.name.replace('_', '-')}"
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            p.add_argument(flag, type=kind, default=f.default)
-    p.add_argument("--model-overrides", type=json.loads, default={},
-                   help='JSON of extra AlmConfig fields, e.g. \'{"max_position_embeddings": 2048}\'')
+    p.add_argument("--config", help="YAML file of settings (training/configs/*.yaml); flags override it")
+    p.add_argument("--corpus", help="manifest-form corpus directory (or `corpus:` in --config)")
+    p.add_argument("--out", help="run directory, resumed when it holds checkpoints (or `out:` in --config)")
+    add_config_arguments(p, TrainAlmConfig)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     a = vars(p.parse_args(argv))
-    corpus, out, progress = a.pop("corpus"), a.pop("out"), a.pop("progress")
-    return corpus, out, TrainAlmConfig(**a), progress
+    config_file, progress = a.pop("config"), a.pop("progress")
+    a.pop("local_rank")
+    cfg, rest = config_from_arguments(a, TrainAlmConfig, config_file)
+    missing = [k for k in ("corpus", "out") if not rest.get(k)]
+    if missing:
+        p.error(f"give {' and '.join('--' + k for k in missing)} (or put them in --config)")
+    return str(rest["corpus"]), str(rest["out"]), cfg, progress
 
 
 def main(argv: list[str] | None = None) -> None:
