@@ -507,7 +507,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
             replicas = gather_strings(weights_fingerprint(model), info)
             if len(set(replicas)) > 1:
                 raise RuntimeError(f"step {state.step}: the processes' weights differ ({replicas}); the run stops")
-        return {"weights_fingerprints": replicas,"step": state.step, "corpus": str(corpus), "preset": cfg.preset, "tokens_seen": state.tokens_seen,
+        return {"step": state.step, "corpus": str(corpus), "preset": cfg.preset, "tokens_seen": state.tokens_seen,
+                "weights_fingerprints": replicas,
                 "elapsed_s": round(state.elapsed_s, 1), "metrics": metrics, "train_config": asdict(cfg),
                 "processes": info.world_size, "engine": "deepspeed" if engine.deepspeed else "plain",
                 "data": {**asdict(options), "cache_fingerprint": cache.fingerprint, "examples": summary.counts,
