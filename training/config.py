@@ -7,7 +7,7 @@ and ``training/configs/*.yaml`` hold only dataclass fields, so a typo or a stale
 default::
 
     cfg = load_config("training/configs/alm_small.yaml", TrainAlmConfig)
-    ds = cfg.deepspeed_config(world_size=8)   # the dict deepspeed.initialize(config=...) takes
+    ds = cfg.deepspeed_config(on_gpu=True)   # the dict deepspeed.initialize(config=...) takes
 """
 
 from __future__ import annotations
@@ -104,11 +104,12 @@ class TrainConfig:
             return launched() or bool(self.zero_stage or self.offload_optimizer or self.offload_params or self.fp16)
         return self.engine == "deepspeed"
 
-    def deepspeed_config(self, world_size: int = 1, on_gpu: bool = False) -> dict[str, Any]:
+    def deepspeed_config(self, on_gpu: bool = False) -> dict[str, Any]:
         """The DeepSpeed JSON for this run (what ``deepspeed.initialize(config=...)`` takes).
 
         Batches are bounded in tokens, not sequences, so DeepSpeed's sequence counts are nominal: one "sample" per
-        micro-batch; ``gradient_accumulation_steps`` is :attr:`grad_accum` and the engine averages over it.
+        micro-batch; ``gradient_accumulation_steps`` is :attr:`grad_accum` and the engine averages over it
+        (DeepSpeed derives ``train_batch_size`` from these and the number of processes).
         """
         zero: dict[str, Any] = {"stage": self.zero_stage}
         if self.zero_stage:
@@ -123,7 +124,6 @@ class TrainConfig:
         return {
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": self.grad_accum,
-            "train_batch_size": self.grad_accum * world_size,
             "gradient_clipping": self.grad_clip,
             "zero_optimization": zero,
             "bf16": {"enabled": bool(self.bf16 and on_gpu and not self.fp16)},
@@ -189,6 +189,31 @@ def make_config(cls: type[C], values: dict[str, Any], where: str = "settings") -
     return cls(**converted)
 
 
+def accelerate_settings(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The settings an ``accelerate launch --config_file ...`` passes in the environment (its DeepSpeed plugin
+    fields and mixed precision), as :class:`TrainConfig` fields; empty when accelerate did not launch us."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        out["engine"] = "deepspeed"
+        if "ACCELERATE_DEEPSPEED_ZERO_STAGE" in env:
+            out["zero_stage"] = int(env["ACCELERATE_DEEPSPEED_ZERO_STAGE"])
+        if "ACCELERATE_GRADIENT_ACCUMULATION_STEPS" in env:
+            out["grad_accum"] = int(env["ACCELERATE_GRADIENT_ACCUMULATION_STEPS"])
+        if env.get("ACCELERATE_GRADIENT_CLIPPING", "none").lower() != "none":
+            out["grad_clip"] = float(env["ACCELERATE_GRADIENT_CLIPPING"])
+        for key, name in (("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "offload_optimizer"),
+                          ("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "offload_params")):
+            device = env.get(key, "none").lower()
+            if device not in ("none", "cpu"):
+                raise ValueError(f"{key}={device}: only CPU offload is supported")
+            out[name] = device == "cpu"
+    precision = env.get("ACCELERATE_MIXED_PRECISION", "").lower()
+    if precision in ("no", "bf16", "fp16"):
+        out.update(bf16=precision == "bf16", fp16=precision == "fp16")
+    return out
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type[TrainConfig]) -> None:
     """A ``--flag`` per field of ``cls`` (booleans as ``--x/--no-x``; dicts as JSON), all defaulting to "unset" so
     that a ``--config`` file's values stay unless a flag is given."""
@@ -212,6 +237,7 @@ def config_from_arguments(args: dict[str, Any], cls: type[C], config_file: str |
     if config_file:
         for k, v in read_yaml(config_file).items():
             (rest if k in RUN_KEYS else values)[k] = v
+    values.update(accelerate_settings())
     for k, v in args.items():
         if k in names:
             if v is not None:

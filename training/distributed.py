@@ -128,7 +128,7 @@ class DeepSpeedEngine:
 
         info = init_process_group(cfg, device)
         self.info, self.cfg, self.device = info, cfg, device
-        self.config = cfg.deepspeed_config(info.world_size, on_gpu=device.type == "cuda")
+        self.config = cfg.deepspeed_config(on_gpu=device.type == "cuda")
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model.to(device), optimizer=optimizer,
                                                                  config=self.config)
         self.module = self.engine.module
