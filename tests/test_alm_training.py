@@ -237,6 +237,51 @@ def test_sampler_batches_bounded_padded_and_drops_too_long() -> None:
     assert torch.equal(sampler.next_batch().input_ids, nxt.input_ids)  # resumable
 
 
+def test_length_buckets_cut_padding_and_resume_mid_pool() -> None:
+    def build(task: str, item: int, rng: np.random.Generator) -> Example:
+        n = {"asr": 20, "tts": 150}[task] + int(rng.integers(0, 40))
+        return Example(list(range(5, 5 + n)), [IGNORE_INDEX] * 4 + list(range(9, 5 + n)), 4)
+
+    groups = {(t, "en"): range(50) for t in ("asr", "tts")}
+
+    def padding(sampler: MultiTaskSampler) -> float:
+        batches = [sampler.next_batch() for _ in range(200)]
+        return 1 - sum(int(b.attention_mask.sum()) for b in batches) / sum(b.input_ids.numel() for b in batches)
+
+    plain = MultiTaskSampler(groups, build, temperature=1.0, max_tokens=800, seed=0)
+    bucketed = MultiTaskSampler(groups, build, temperature=1.0, max_tokens=800, seed=0, bucket_pool=64)
+    assert padding(bucketed) < padding(plain) / 2  # similar lengths share a batch
+    for _ in range(5):
+        b = bucketed.next_batch()
+        assert b.input_ids.numel() <= 800 and (b.labels[~b.attention_mask.bool()] == IGNORE_INDEX).all()
+    state = json.loads(json.dumps(bucketed.state_dict()))  # mid-pool: served batches are not replayed
+    after = [bucketed.next_batch().input_ids for _ in range(20)]
+    again = MultiTaskSampler(groups, build, temperature=1.0, max_tokens=800, seed=5, bucket_pool=64)
+    again.load_state_dict(state)
+    assert all(torch.equal(a, again.next_batch().input_ids) for a in after)
+
+
+def test_curriculum_serves_short_examples_first() -> None:
+    from training.train_alm import curriculum_limit
+
+    cfg = TrainAlmConfig(curriculum_steps=100, curriculum_start_len=50)
+    assert [curriculum_limit(s, cfg, 250) for s in (0, 50, 99, 100, 5000)] == [50, 150, 248, None, None]
+    assert curriculum_limit(0, TrainAlmConfig(), 250) is None
+
+    def build(task: str, item: int, rng: np.random.Generator) -> Example:
+        n = 10 + 10 * item
+        return Example(list(range(5, 5 + n)), [IGNORE_INDEX] + list(range(6, 5 + n)), 1)
+
+    sampler = MultiTaskSampler({("asr", "en"): range(20)}, build, max_tokens=400, max_len=1000, seed=0)
+    sampler.length_limit = 60
+    lengths = [len(r) for _ in range(20) for r in sampler.next_batch().attention_mask.bool().tolist()]
+    assert max(lengths) <= 60 and sampler.deferred > 0 and not sampler.dropped  # deferred, not dropped
+    sampler.length_limit = None
+    assert max(sampler.next_batch().input_ids.shape[1] for _ in range(30)) > 60
+    with pytest.raises(ValueError, match="curriculum"):
+        TrainAlmConfig(curriculum_steps=-1)
+
+
 # --- training --------------------------------------------------------------------------------------------------
 def test_train_checkpoint_and_resume(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path], cache_root: Path,
                                      cache: TokenCache, tmp_path: Path) -> None:

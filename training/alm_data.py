@@ -549,13 +549,19 @@ class MultiTaskSampler:
         seed: seed of the sampler's own generator (its state is in :meth:`state_dict`).
         task_weights: multipliers of the tasks' temperature probabilities (then renormalized), e.g. ``{"asr": 2}``
             to see twice as many ASR examples; tasks not named keep weight 1.
+        bucket_pool: length bucketing: draw this many examples at a time, sort them by length, cut the sorted run
+            into batches and serve those in random order, so a batch holds similar lengths and little padding
+            (0 or 1: batches in the order drawn).
+
+    :attr:`length_limit` (set by the trainer each step; ``None``: off) is a short-first curriculum: examples longer
+    than it (but within ``max_len``) are redrawn, counted in :attr:`deferred`, not dropped.
     """
 
     def __init__(self, groups: dict[tuple[str, str], Sequence[Any]],
                  build: Callable[[str, Any, np.random.Generator], Example] | None = None, *,
                  temperature: float = 2.0, max_tokens: int = 8192, max_len: int | None = None,
                  max_batch_size: int | None = None, pad_id: int = 0, seed: int = 0,
-                 task_weights: dict[str, float] | None = None) -> None:
+                 task_weights: dict[str, float] | None = None, bucket_pool: int = 0) -> None:
         self.groups = {k: v for k, v in groups.items() if len(v)}
         if not self.groups:
             raise ValueError("the sampler has no examples: every (task, language) group is empty")
@@ -580,6 +586,10 @@ class MultiTaskSampler:
         self.rng = np.random.default_rng(seed)
         self.dropped: Counter[str] = Counter()
         self._pending: tuple[str, Example] | None = None
+        self.bucket_pool = bucket_pool
+        self._ready: list[list[tuple[str, Example]]] = []  # bucketed batches not served yet
+        self.length_limit: int | None = None
+        self.deferred = 0
 
     def probabilities(self) -> dict[tuple[str, str], float]:
         """Joint probability of each ``(task, language)`` group."""
@@ -601,6 +611,9 @@ class MultiTaskSampler:
             items = self.groups[(task, lang)]
             ex = self.build(task, items[int(self.rng.integers(len(items)))], self.rng)
             if self.max_len is None or len(ex.input_ids) <= self.max_len:
+                if self.length_limit is not None and len(ex.input_ids) > self.length_limit:
+                    self.deferred += 1  # the curriculum holds it back; not a drop
+                    continue
                 return task, ex
             self.dropped[task] += 1
             n = self.dropped[task]
@@ -610,8 +623,27 @@ class MultiTaskSampler:
         raise ValueError(f"{MAX_CONSECUTIVE_DROPS} examples in a row were longer than max_len={self.max_len}: "
                          "use fewer codebooks, shorter utterances or a model with more positions")
 
+    def _fits(self, n: int, length: int) -> bool:
+        """Whether ``n`` sequences padded to ``length`` fit one batch."""
+        return n * length <= self.max_tokens and (self.max_batch_size is None or n <= self.max_batch_size)
+
+    def _fill_buckets(self) -> None:
+        pool = sorted((self.sample_example() for _ in range(self.bucket_pool)), key=lambda te: len(te[1].input_ids))
+        batches: list[list[tuple[str, Example]]] = []
+        for item in pool:  # sorted, so the newest example is the longest of its batch
+            if batches and self._fits(len(batches[-1]) + 1, len(item[1].input_ids)):
+                batches[-1].append(item)
+            else:
+                batches.append([item])
+        self._ready = [batches[i] for i in self.rng.permutation(len(batches))]
+
     def next_batch(self) -> Batch:
         """One batch of at most ``max_tokens`` padded tokens."""
+        if self.bucket_pool > 1:
+            if not self._ready:
+                self._fill_buckets()
+            chosen = self._ready.pop(0)
+            return collate([e for _, e in chosen], self.pad_id, [t for t, _ in chosen])
         chosen: list[tuple[str, Example]] = []
         longest = 0
         while True:
@@ -631,19 +663,25 @@ class MultiTaskSampler:
 
     # --- resumption ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able state: generator, drop counts and the example held over for the next batch."""
-        pending = None
-        if self._pending is not None:
-            task, ex = self._pending
-            pending = [task, ex.input_ids, ex.labels, ex.prompt_len, ex.loss_weights]
+        """JSON-able state: generator, drop counts and the examples drawn but not served yet."""
+        def plain(item: tuple[str, Example]) -> list[Any]:
+            task, ex = item
+            return [task, ex.input_ids, ex.labels, ex.prompt_len, ex.loss_weights]
+
         return {"rng": json.dumps(self.rng.bit_generator.state), "dropped": dict(self.dropped),
-                "pending": json.dumps(pending)}
+                "pending": json.dumps(None if self._pending is None else plain(self._pending)),
+                "ready": json.dumps([[plain(i) for i in b] for b in self._ready]), "deferred": self.deferred}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        def example(item: list[Any]) -> tuple[str, Example]:
+            return item[0], Example(*item[1:])
+
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.dropped = Counter(state.get("dropped", {}))
         pending = json.loads(state.get("pending", "null"))
-        self._pending = None if pending is None else (pending[0], Example(*pending[1:]))
+        self._pending = None if pending is None else example(pending)
+        self._ready = [[example(i) for i in b] for b in json.loads(state.get("ready", "[]"))]
+        self.deferred = int(state.get("deferred", 0))
 
 
 @dataclass

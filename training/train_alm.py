@@ -98,6 +98,9 @@ class TrainAlmConfig(TrainConfig):
     collapse_units: bool = True
     temperature: float = 2.0  # task/language sampling p ∝ (n/N)^(1/T); T = 2 is alpha = 0.5
     task_weights: str = ""  # multipliers of the task probabilities, e.g. "asr=2,slu=2" (unnamed tasks: 1)
+    bucket_pool: int = 256  # length bucketing: examples drawn, sorted and cut into batches at a time (0: off)
+    curriculum_steps: int = 0  # short-first curriculum: the longest example grows linearly over these steps
+    curriculum_start_len: int = 256  # ... from this many tokens to max_len
     s2st_text_prob: float = 0.5
     voice_seconds: float = 3.0
     prompt_weight: float = 0.0
@@ -119,6 +122,9 @@ class TrainAlmConfig(TrainConfig):
         super().validate()
         self.task_list()
         self.task_weight_map()
+        if self.bucket_pool < 0 or self.curriculum_steps < 0 or self.curriculum_start_len < 1:
+            raise ValueError(f"bucket_pool={self.bucket_pool} and curriculum_steps={self.curriculum_steps} cannot be "
+                             f"negative; curriculum_start_len={self.curriculum_start_len} must be positive")
 
     def task_weight_map(self) -> dict[str, float]:
         """:attr:`task_weights` as ``{task: weight}``."""
@@ -210,6 +216,15 @@ def lr_at(step: int, cfg: TrainAlmConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def curriculum_limit(step: int, cfg: TrainAlmConfig, max_len: int) -> int | None:
+    """The short-first curriculum's longest example at ``step`` (``None``: no limit): ``curriculum_start_len``
+    growing linearly to ``max_len`` over ``curriculum_steps``."""
+    if step >= cfg.curriculum_steps:
+        return None
+    start = min(cfg.curriculum_start_len, max_len)
+    return int(start + (max_len - start) * step / cfg.curriculum_steps)
 
 
 def _autocast(device: torch.device, cfg: TrainAlmConfig) -> torch.autocast:
@@ -488,7 +503,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     # the same seed in every process: one batch stream, of which each process takes every world_size-th batch
     sampler = MultiTaskSampler(builder.groups("train", tasks), builder.build, temperature=cfg.temperature,
                                max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,
-                               pad_id=state.vocab.pad_id, seed=cfg.seed, task_weights=cfg.task_weight_map())
+                               pad_id=state.vocab.pad_id, seed=cfg.seed, task_weights=cfg.task_weight_map(),
+                               bucket_pool=cfg.bucket_pool)
     if trainer is not None:
         sampler.load_state_dict(trainer["sampler"])
         torch.set_rng_state(trainer["torch_rng"])
@@ -512,7 +528,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                 "elapsed_s": round(state.elapsed_s, 1), "metrics": metrics, "train_config": asdict(cfg),
                 "processes": info.world_size, "engine": "deepspeed" if engine.deepspeed else "plain",
                 "data": {**asdict(options), "cache_fingerprint": cache.fingerprint, "examples": summary.counts,
-                         "sampling": summary.probabilities, "dropped_too_long": dict(sampler.dropped)}}
+                         "sampling": summary.probabilities, "dropped_too_long": dict(sampler.dropped),
+                         "deferred_by_curriculum": sampler.deferred}}
 
     # train
     model = state.model
@@ -530,6 +547,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         t_step = time.time()
         lr = lr_at(step, cfg)
         engine.set_lr(lr)
+        sampler.length_limit = curriculum_limit(step, cfg, max_len)
         step_loss, applied = 0.0, True
         for _ in range(cfg.grad_accum):
             batch, every = _take(sampler, info)
