@@ -62,6 +62,7 @@ def test_cache_builds_reuses_resumes_and_invalidates(tiny_corpus: Path, tokenize
         c, u = cache.codes[r["id"]], cache.units[r["id"]]
         assert c.dtype == np.uint16 and u.dtype == np.uint16 and c.shape[0] == TINY_CODEC.num_codebooks
         assert c.shape[1] == u.shape[0] and abs(u.shape[0] - r["duration"] * 50) <= 1
+        assert isinstance(c, np.memmap) and isinstance(u, np.memmap) and not c.flags.writeable  # mapped, not loaded
     wav = load_audio(records[0]["path"])
     assert np.array_equal(cache.codes[records[0]["id"]], codec.encode(wav[None])[0].numpy())
     assert np.array_equal(cache.units[records[0]["id"]], units.encode(wav).numpy())
@@ -79,9 +80,9 @@ def test_cache_builds_reuses_resumes_and_invalidates(tiny_corpus: Path, tokenize
 
     # resume: a build killed before its last shard and before cache.json redoes only what is missing
     (cache.directory / "cache.json").unlink()
-    lost = sorted(cache.directory.glob("train-*.npz"))[-1]
-    n_lost = len(np.load(lost, allow_pickle=False)["ids"])
-    lost.unlink()
+    lost = sorted(cache.directory.glob("train-*"))[-1]
+    n_lost = len(json.loads((lost / "index.json").read_text())["ids"])
+    shutil.rmtree(lost)
     resumed = build_token_cache(tiny_corpus, codec, units, cache_root, shard_size=SHARD, progress=False)
     assert resumed.encoded == n_lost < len(records)
     assert all(np.array_equal(resumed.codes[i], cache.codes[i]) for i in cache.codes)
@@ -92,6 +93,25 @@ def test_cache_builds_reuses_resumes_and_invalidates(tiny_corpus: Path, tokenize
     changed = build_token_cache(tiny_corpus, codec, units, cache_root, shard_size=SHARD, progress=False)
     assert changed.fingerprint != cache.fingerprint and changed.encoded == len(records)
     assert (cache.directory / "cache.json").is_file()  # the old one is left alone
+
+    # a cache written in the older single-file form (.npz shards) is still read
+    old = cache_root / "npz-form" / cache.fingerprint
+    shutil.copytree(cache.directory, old)
+    meta = json.loads((old / "cache.json").read_text())
+    for name in meta["shards"]:
+        ids = json.loads((old / name / "index.json").read_text())["ids"]
+        codes, unit_seqs = [cache.codes[i] for i in ids], [cache.units[i] for i in ids]
+        np.savez(old / f"{name}.npz", ids=np.array(ids, dtype=str),
+                 n_frames=np.array([u.shape[0] for u in unit_seqs]), codes=np.concatenate(codes, axis=1),
+                 units=np.concatenate(unit_seqs))
+        shutil.rmtree(old / name)
+    meta["shards"] = [f"{n}.npz" for n in meta["shards"]]
+    (old / "cache.json").write_text(json.dumps(meta))
+    with monkeypatch.context() as m:
+        m.setattr(type(codec), "encode", refuse)
+        legacy = build_token_cache(tiny_corpus, load_codec(tokenizer_dirs[0]), load_units(tokenizer_dirs[1]),
+                                   cache_root / "npz-form", shard_size=SHARD, progress=False)
+    assert legacy.encoded == 0 and all(np.array_equal(legacy.codes[i], cache.codes[i]) for i in cache.codes)
 
 
 # --- examples --------------------------------------------------------------------------------------------------

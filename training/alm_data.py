@@ -4,14 +4,16 @@
    ``[K_max, F]`` (all of the codec's codebooks; a model takes the first ``K``) and HuBERT-style units ``[F]``
    (uncollapsed; collapsing happens when an example is built), both ``uint16``. Layout::
 
-       ROOT/<fingerprint>/<split>-<nnnnn>.npz   one shard per <= shard_size utterances of a split:
-                                                ids [n] str, n_frames [n], codes [K_max, sum F], units [sum F]
+       ROOT/<fingerprint>/<split>-<nnnnn>/      one shard per <= shard_size utterances of a split:
+           codes.npy [K_max, sum F], units.npy [sum F]   uint16, memory-mapped when read (pages load on use)
+           index.json                                    ids [n], n_frames [n]
        ROOT/<fingerprint>/cache.json            what the cache holds; written last, so it marks a finished cache
 
    The fingerprint hashes the manifest (records + audio file sizes), the codec's class, config and weights and
    the unit tokenizer's config and weights: a changed corpus or tokenizer gets a new directory (is rebuilt), an
    unchanged one is loaded without encoding anything. Shards are written atomically, so a killed build resumes at
-   the first missing shard. Plain ``.npz`` (``allow_pickle=False``): nothing is unpickled.
+   the first missing shard. Plain ``.npy`` and JSON: nothing is unpickled. (Caches written before shards were
+   directories hold ``<split>-<nnnnn>.npz`` files with the same arrays; they are still read, into memory.)
 
 2. **Examples** (:class:`ExampleBuilder`). One :class:`alm.prompts.Example` per (task, utterance), through the
    ``alm.prompts`` builders:
@@ -43,6 +45,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -75,6 +78,7 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the cache layout or the encoding procedure changes
 CACHE_META = "cache.json"
+SHARD_INDEX = "index.json"
 SHARD_SIZE = 256  # utterances per shard: ~256 x 3 s x 50 frames x 9 x 2 bytes = 0.7 MB with 8 codebooks
 LONG_SECONDS = 30.0  # longer audio is encoded in chunks (bounded memory) when the codec can
 MAX_CONSECUTIVE_DROPS = 10_000  # a sampler that drops this many examples in a row has nothing that fits
@@ -159,7 +163,7 @@ class TokenCache:
 
 
 def _shard_plan(records: list[dict[str, Any]], shard_size: int) -> dict[str, list[str]]:
-    """``{shard file name: [ids]}``: each split's utterances in manifest order, ``shard_size`` per shard."""
+    """``{shard name: [ids]}``: each split's utterances in manifest order, ``shard_size`` per shard."""
     by_split: dict[str, list[str]] = {}
     for r in records:
         by_split.setdefault(r["split"], []).append(r["id"])
@@ -167,7 +171,7 @@ def _shard_plan(records: list[dict[str, Any]], shard_size: int) -> dict[str, lis
     for split, ids in sorted(by_split.items()):
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", split)
         for n, start in enumerate(range(0, len(ids), shard_size)):
-            plan[f"{safe}-{n:05d}.npz"] = ids[start: start + shard_size]
+            plan[f"{safe}-{n:05d}"] = ids[start: start + shard_size]
     return plan
 
 
@@ -189,27 +193,49 @@ def encode_utterance(path: str | Path, codec: AudioTokenizer, units: UnitTokeniz
 
 
 def _write_shard(path: Path, ids: list[str], codes: list[np.ndarray], units: list[np.ndarray]) -> None:
-    arrays = dict(ids=np.array(ids, dtype=str), n_frames=np.array([u.shape[0] for u in units], dtype=np.int64),
-                  codes=np.concatenate(codes, axis=1), units=np.concatenate(units))
+    """A shard directory: ``codes.npy [K_max, N]`` and ``units.npy [N]`` (uint16, the utterances' frames end to
+    end, memory-mapped when read) and ``index.json`` (ids, frames per utterance); written to a temporary directory
+    and renamed into place, so a killed build leaves no half shard."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "codes.npy", np.concatenate(codes, axis=1))
+    np.save(tmp / "units.npy", np.concatenate(units))
+    (tmp / SHARD_INDEX).write_text(json.dumps({"ids": ids, "n_frames": [int(u.shape[0]) for u in units]}))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez(f, **arrays)
 
-    _atomic(path, write)
+def _shard_ids(path: Path) -> list[str] | None:
+    """The ids a finished shard holds (``None``: no such shard). ``.npz`` files are the older single-file form."""
+    if (path / SHARD_INDEX).is_file():
+        return json.loads((path / SHARD_INDEX).read_text())["ids"]
+    legacy = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    if legacy.is_file():
+        with np.load(legacy, allow_pickle=False) as z:
+            return [str(i) for i in z["ids"]]
+    return None
 
 
 def _shard_holds(path: Path, ids: list[str]) -> bool:
     """Whether a shard from an earlier (killed) build exists and holds exactly ``ids``."""
-    if not path.is_file():
-        return False
-    with np.load(path, allow_pickle=False) as z:
-        return [str(i) for i in z["ids"]] == ids
+    return _shard_ids(path) == ids
 
 
 def _read_shard(path: Path) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    with np.load(path, allow_pickle=False) as z:
-        ids, n, codes, units = [str(i) for i in z["ids"]], z["n_frames"], z["codes"], z["units"]
+    """``(ids, codes [K_max, F] each, units [F] each)``; arrays of a shard directory are read-only views of
+    memory-mapped files (pages are read on use), those of an older ``.npz`` shard are in memory."""
+    if (path / SHARD_INDEX).is_file():
+        index = json.loads((path / SHARD_INDEX).read_text())
+        ids, n = index["ids"], np.asarray(index["n_frames"], dtype=np.int64)
+        codes, units = np.load(path / "codes.npy", mmap_mode="r"), np.load(path / "units.npy", mmap_mode="r")
+    else:
+        legacy = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+        with np.load(legacy, allow_pickle=False) as z:
+            ids, n, codes, units = [str(i) for i in z["ids"]], z["n_frames"], z["codes"], z["units"]
+    if codes.shape[1] != int(n.sum()) or units.shape[0] != int(n.sum()):
+        raise ValueError(f"token shard {path} is damaged (frame counts disagree); delete its cache and rebuild")
     bounds = np.concatenate([[0], np.cumsum(n)])
     return (ids, [codes[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])],
             [units[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
