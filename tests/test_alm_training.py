@@ -382,11 +382,17 @@ def test_killed_run_resumes_to_the_same_weights_and_skips_damaged_checkpoints(
     ckpts = tmp_path / "a" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["step-0000003", "step-0000006"]
 
-    # killed after its step-3 checkpoint: what is on disk is that checkpoint; the same command resumes it
+    # killed after its step-3 checkpoint, while writing the step-6 one: what is on disk is that checkpoint and a
+    # half-written temporary directory; the same command resumes from step 3 and ignores (then replaces) the rest
     (tmp_path / "b" / "checkpoints").mkdir(parents=True)
     shutil.copytree(ckpts / "step-0000003", tmp_path / "b" / "checkpoints" / "step-0000003")
+    half = tmp_path / "b" / "checkpoints" / ".tmp-step-0000006"
+    shutil.copytree(ckpts / "step-0000006", half)
+    (half / "trainer_state.pt").unlink()
+    (half / "model.safetensors").write_bytes(b"partial")
     resumed = train(tiny_corpus, tmp_path / "b", cfg, progress=False)
     assert resumed.start_step == 3 and _same_weights(resumed.model, straight.model)
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-0000003", "step-0000006"]
 
     # the newest checkpoint truncated on disk: reported, passed over, the one before it is used
     shutil.copytree(ckpts, tmp_path / "c" / "checkpoints")

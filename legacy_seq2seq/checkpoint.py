@@ -1,0 +1,135 @@
+"""Save and load a baseline model as a directory: ``config.json`` + ``model.safetensors``, written atomically.
+
+A model directory rebuilds the model on its own::
+
+    tts/
+      config.json          {"model_class": "Tacotron2", "schema_version": 1, ...the config's fields}
+      model.safetensors    the state dict (float tensors as saved; nothing is unpickled)
+
+:func:`save_model_dir` writes both files into a temporary sibling directory, fsyncs them, then renames it onto
+the target, so a reader never sees half a checkpoint (an existing directory is swapped out, then removed).
+:func:`load_model_dir` checks the class name, the config fields and the weights, and raises
+:class:`CheckpointError` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+
+
+class CheckpointError(ValueError):
+    """A model directory is missing, incomplete, of another model class, or inconsistent with its weights."""
+
+
+def save_model_dir(directory: str | os.PathLike, model: torch.nn.Module, config: Any) -> Path:
+    """Write ``model`` and its dataclass ``config`` to ``directory`` atomically (temp dir, fsync, rename).
+
+    Args:
+        directory: target directory; replaced as a whole if it exists.
+        model: the (unwrapped) module; its class name is stored as ``model_class``.
+        config: a dataclass instance that ``type(model)(config)`` rebuilds the model from.
+
+    Returns:
+        The path of the written directory.
+    """
+    out = Path(directory)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model_class": type(model).__name__, **dataclasses.asdict(config)}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+        tmp.chmod(0o755)  # mkdtemp makes 0700; saved models are meant to be shared
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(out.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("saved %s (%d tensors) to %s", type(model).__name__, len(state), out)
+    return out
+
+
+def load_model_dir(
+    directory: str | os.PathLike,
+    model_class: type[ModelT],
+    config_class: type,
+    device: str | torch.device = "cpu",
+) -> ModelT:
+    """Rebuild a model saved with :func:`save_model_dir`.
+
+    Args:
+        directory: the model directory.
+        model_class: the expected class; built as ``model_class(config_class(**fields))``.
+        config_class: the dataclass the config's fields are read into (it validates ``schema_version``).
+        device: where the loaded model is placed.
+
+    Returns:
+        The model in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: the directory or a file is missing, it holds another model class, the config has
+            unknown/missing/invalid fields, or the weights do not fit the config.
+    """
+    d = Path(directory)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (d / name).is_file():
+            raise CheckpointError(f"{d} has no {name}: not a saved {model_class.__name__} directory")
+    try:
+        fields = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{d / CONFIG_NAME} is not valid JSON: {e}") from e
+    name = fields.pop("model_class", None)
+    if name != model_class.__name__:
+        raise CheckpointError(f"{d} holds a {name!r} model, not a {model_class.__name__}")
+    try:
+        config = config_class(**fields)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{d / CONFIG_NAME}: invalid {config_class.__name__}: {e}") from e
+    model = model_class(config)
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(d / WEIGHTS_NAME)), strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        raise CheckpointError(f"{d}: weights do not match the config: {e}") from e
+    if missing or unexpected:
+        raise CheckpointError(f"{d}: weights do not match the config (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]})")
+    return model.to(device).eval()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX only; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

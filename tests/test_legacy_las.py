@@ -1,0 +1,249 @@
+"""LAS baseline: pyramid lengths, padding invariance, attention normalization, a tiny model that learns, decoding
+(beam 1 == greedy, termination), scheduled sampling, save/load, alignment plots, and MoChA (expected alignment
+against its sequential recurrence, hard monotonic streaming inference)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from legacy_seq2seq.alignment_plot import plot_alignment
+from legacy_seq2seq.checkpoint import CheckpointError
+from legacy_seq2seq.las import LASConfig, LASModel, pyramid_lengths, sampling_schedule
+from legacy_seq2seq.las_attention import AttentionState
+from legacy_seq2seq.las_decoding import LASDecodingOptions, beam_search, decode, greedy_decode
+from legacy_seq2seq.mocha import MonotonicChunkwiseAttention, expected_chunk_attention, expected_monotonic_alignment
+
+N_MELS = 8
+PAD, SOS, EOS = 0, 1, 2
+VOCAB = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(**overrides: object) -> LASConfig:
+    fields = dict(vocab_size=VOCAB, sos_id=SOS, eos_id=EOS, pad_id=PAD, n_mels=N_MELS, listener_hidden=16,
+                  speller_hidden=32, embed_dim=16, attention_dim=16, location_channels=4, location_kernel=3)
+    fields.update(overrides)
+    return LASConfig(**fields)
+
+
+def tiny_model(seed: int = 0, **overrides: object) -> LASModel:
+    torch.manual_seed(seed)
+    return LASModel(tiny_config(**overrides)).eval()
+
+
+def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random features ``[B, max(lengths), N_MELS]`` with random (not zero) padding, so leaks would show."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(len(lengths), max(lengths), N_MELS, generator=g), torch.tensor(lengths)
+
+
+def test_pyramid_reduces_time_eightfold_dropping_odd_frames() -> None:
+    model = tiny_model()
+    for t in (8, 9, 15, 16, 17, 31, 33, 64):
+        memory = model.encode(*padded_batch([t]))
+        assert memory.values.shape[1] == t // 8 and memory.lengths.tolist() == [t // 8]
+    assert pyramid_lengths(torch.tensor([7, 8, 23, 24, 100]), 3).tolist() == [0, 1, 2, 3, 12]
+    with pytest.raises(ValueError, match="reduces time"):
+        model.encode(*padded_batch([7]))
+
+
+@torch.no_grad()
+def test_padding_does_not_change_valid_frames_or_outputs() -> None:
+    model = tiny_model()
+    feats, lens = padded_batch([50, 37, 21])
+    targets = torch.tensor([[3, 4, 5, EOS], [6, 7, EOS, PAD], [5, EOS, PAD, PAD]])
+    memory = model.encode(feats, lens)
+    batch_out = model(feats, lens, targets)
+    for b, n in enumerate(lens.tolist()):
+        alone = model.encode(feats[b : b + 1, :n], lens[b : b + 1])
+        torch.testing.assert_close(memory.values[b, : n // 8], alone.values[0], atol=1e-5, rtol=1e-5)
+        assert torch.all(memory.values[b, n // 8 :] == 0)
+        out = model(feats[b : b + 1, :n], lens[b : b + 1], targets[b : b + 1])
+        torch.testing.assert_close(batch_out.logits[b], out.logits[0], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_attention_sums_to_one_on_valid_frames_and_zero_on_padding() -> None:
+    model = tiny_model()
+    feats, lens = padded_batch([48, 30, 16])
+    out = model(feats, lens, torch.tensor([[3, 4, 5, EOS]] * 3))
+    assert out.attention.shape == (3, 4, 6) and out.logits.shape == (3, 4, VOCAB)
+    for b, n in enumerate(out.encoder_lengths.tolist()):
+        torch.testing.assert_close(out.attention[b, :, :n].sum(-1), torch.ones(4))
+        assert torch.all(out.attention[b, :, n:] == 0)
+
+
+def test_tiny_model_learns_to_spell_fixed_sequences() -> None:
+    model = tiny_model(seed=0).train()
+    feats, lens = padded_batch([48, 44, 40], seed=1)
+    targets = torch.tensor([[3, 4, 5, EOS, PAD], [6, 7, 3, 4, EOS], [5, 5, EOS, PAD, PAD]])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(100):
+        loss = model(feats, lens, targets).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    decoded = [r.tokens for r in greedy_decode(model.eval(), feats, lens)]
+    expected = [[t for t in row if t not in (PAD, EOS)] for row in targets.tolist()]
+    assert sum(d == e for d, e in zip(decoded, expected)) >= 1, (decoded, expected)
+
+
+@pytest.mark.parametrize("attention", ["location", "mocha"])
+def test_beam_width_one_equals_greedy(attention: str) -> None:
+    model = tiny_model(seed=3, attention=attention, mocha_init_bias=0.0)
+    feats, lens = padded_batch([40, 27], seed=2)
+    options = LASDecodingOptions(beam_size=1, length_penalty=0.0, coverage_penalty=0.0)
+    greedy, beam = greedy_decode(model, feats, lens, options), beam_search(model, feats, lens, options)
+    for g, b in zip(greedy, beam):
+        assert g.tokens == b.tokens and g.hypotheses[0].finished == b.hypotheses[0].finished
+        assert g.hypotheses[0].score == pytest.approx(b.hypotheses[0].score, abs=1e-4)
+        torch.testing.assert_close(g.attention, b.attention, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["location", "mocha"])
+def test_decoding_terminates_within_the_length_bound(attention: str) -> None:
+    model = tiny_model(seed=4, attention=attention)
+    with torch.no_grad():  # a model that never says eos must still stop
+        model.output[-1].bias[EOS] = -1e4
+    feats, lens = padded_batch([33, 64], seed=3)
+    options = LASDecodingOptions(beam_size=3, length_penalty=1.0, coverage_penalty=0.2, max_len_ratio=1.0,
+                                 max_len_offset=4)
+    for results in (decode(model, feats, lens, options), greedy_decode(model, feats, lens, options)):
+        for result, t in zip(results, (4, 8)):
+            best = result.hypotheses[0]
+            assert len(best.tokens) == options.max_length(t) == t + 4 and not best.finished
+            assert result.attention.shape == (t + 4, t)
+            assert all(len(h.tokens) <= t + 4 for h in result.hypotheses)
+
+
+def test_scheduled_sampling_with_probability_one_gives_a_finite_loss() -> None:
+    model = tiny_model(sampling_prob=1.0).train()
+    feats, lens = padded_batch([40, 32])
+    out = model(feats, lens, torch.tensor([[3, 4, 5, EOS], [6, EOS, PAD, PAD]]))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert sampling_schedule(5, warmup_steps=10, ramp_steps=10, final_prob=0.4) == 0.0
+    assert sampling_schedule(15, warmup_steps=10, ramp_steps=10, final_prob=0.4) == pytest.approx(0.2)
+    assert sampling_schedule(99, warmup_steps=10, ramp_steps=10, final_prob=0.4) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("attention", ["location", "mocha"])
+def test_save_and_load_give_identical_outputs(tmp_path: Path, attention: str) -> None:
+    model = tiny_model(attention=attention)
+    feats, lens = padded_batch([40, 24])
+    targets = torch.tensor([[3, 4, EOS], [5, EOS, PAD]])
+    model.save_pretrained(tmp_path / "las")
+    model.save_pretrained(tmp_path / "las")  # overwriting an existing directory works
+    loaded = LASModel.from_pretrained(tmp_path / "las")
+    assert loaded.config == model.config
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["las"]  # no temporary directory left behind
+    with torch.no_grad():
+        assert torch.equal(model(feats, lens, targets).logits, loaded(feats, lens, targets).logits)
+    with pytest.raises(CheckpointError):
+        LASModel.from_pretrained(tmp_path / "missing")
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="attention"):
+        tiny_config(attention="dot")
+    with pytest.raises(ValueError, match="schema_version"):
+        tiny_config(schema_version=99)
+    with pytest.raises(ValueError, match="eos_id"):
+        tiny_config(eos_id=VOCAB)
+
+
+def test_plot_alignment_writes_a_png(tmp_path: Path) -> None:
+    weights = torch.softmax(torch.randn(7, 12), dim=-1)
+    path = plot_alignment(weights, tmp_path / "plots" / "align.png", title="LAS")
+    assert path == tmp_path / "plots" / "align.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    with pytest.raises(ValueError):
+        plot_alignment(torch.ones(5), tmp_path / "bad.png")
+
+
+def test_mocha_expected_alignment_matches_its_recurrence() -> None:
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(3, 10, generator=g)
+    p[2, 7:] = 0.0  # padding
+    previous = torch.softmax(torch.randn(3, 10, generator=g), -1) * torch.tensor([[1.0], [0.6], [1.0]])
+    previous[2, 7:] = 0.0
+    alpha = expected_monotonic_alignment(p, previous)
+    # alpha_j = p_j q_j with q_j = (1 - p_{j-1}) q_{j-1} + previous_j: the sequential form of the same sum
+    q = torch.zeros(3)
+    expected = []
+    for j in range(10):
+        q = (1 - p[:, j - 1]) * q + previous[:, j] if j else previous[:, 0]
+        expected.append(p[:, j] * q)
+    torch.testing.assert_close(alpha, torch.stack(expected, 1))
+    assert torch.all(alpha.sum(-1) <= previous.sum(-1) + 1e-6) and torch.all(alpha[2, 7:] == 0)
+    # chunk attention against its definition: beta_j = sum_{k=j}^{j+w-1} alpha_k softmax(c[k-w+1 .. k])_j
+    energy, w = torch.randn(3, 10, generator=g), 3
+    beta = expected_chunk_attention(alpha, energy, w)
+    naive = torch.zeros(3, 10)
+    for k in range(10):
+        lo = max(0, k - w + 1)
+        naive[:, lo : k + 1] += alpha[:, k : k + 1] * torch.softmax(energy[:, lo : k + 1], -1)
+    torch.testing.assert_close(beta, naive)
+    torch.testing.assert_close(beta.sum(-1), alpha.sum(-1))
+
+
+def test_mocha_training_alignments_sum_to_at_most_one() -> None:
+    model = tiny_model(attention="mocha", mocha_init_bias=0.0).train()
+    feats, lens = padded_batch([48, 30])
+    out = model(feats, lens, torch.tensor([[3, 4, 5, 6, EOS]] * 2))
+    sums = out.attention.sum(-1)
+    assert torch.all(sums <= 1 + 1e-5) and torch.all(sums >= 0) and torch.all(out.attention[1, :, 3:] == 0)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@torch.no_grad()
+def test_mocha_hard_attention_is_monotonic_and_reads_no_frame_past_its_stop() -> None:
+    model = tiny_model(seed=5, attention="mocha", mocha_init_bias=0.0, mocha_chunk=2)
+    memory = model.encode(*padded_batch([96, 80], seed=4))
+    state, prev = model.initial_state(memory), torch.full((2,), SOS)
+    positions, stopped = [], 0
+    for _ in range(12):
+        logits, state = model.step(prev, state, memory, hard=True)
+        prev = logits.argmax(-1)
+        pos, w = state.attention.position, state.weights
+        positions.append(pos)
+        for b in range(2):
+            if w[b].sum() > 0:  # the head stopped: weights live on the chunk [pos - 1, pos] only
+                stopped += 1
+                assert torch.all(w[b, int(pos[b]) + 1 :] == 0) and torch.all(w[b, : max(0, int(pos[b]) - 1)] == 0)
+    assert stopped > 0
+    assert torch.all(torch.stack(positions, 1).diff(dim=1) >= 0)
+
+    # Streaming: changing frames after the stop frame changes neither the stop frame nor the context.
+    torch.manual_seed(6)
+    attention = MonotonicChunkwiseAttention(8, 6, 8, chunk_size=2, init_bias=0.0).eval()
+    values, mask = torch.randn(1, 12, 6), torch.ones(1, 12, dtype=torch.bool)
+    start = AttentionState(align=torch.zeros(1, 12), position=torch.tensor([3]))
+    for query in torch.randn(20, 1, 8):
+        context, weights, after = attention(query, attention.prepare(values, mask), start, hard=True)
+        if weights.sum() > 0 and int(after.position) < 11:
+            break
+    else:
+        pytest.fail("the monotonic head never stopped before the last frame")
+    stop = int(after.position)
+    assert stop >= 3
+    changed = values.clone()
+    changed[:, stop + 1 :] = torch.randn(1, 11 - stop, 6)
+    context2, _, after2 = attention(query, attention.prepare(changed, mask), start, hard=True)
+    assert int(after2.position) == stop
+    torch.testing.assert_close(context2, context)

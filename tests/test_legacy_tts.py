@@ -1,0 +1,275 @@
+"""Classic TTS baselines (Tacotron 2, FastSpeech 2, HiFi-GAN) on tiny configs and made-up data, CPU, seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from codec.features import log_mel
+from legacy_seq2seq.checkpoint import CheckpointError
+from legacy_seq2seq.fastspeech2 import (
+    FastSpeech2,
+    durations_from_alignment,
+    fastspeech2_tiny,
+    length_regulate,
+)
+from legacy_seq2seq.hifigan import (
+    HiFiGANConfig,
+    HiFiGANGenerator,
+    LogMel,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    discriminator_loss,
+    generator_loss,
+    hifigan_cpu,
+)
+from legacy_seq2seq.tacotron2 import Tacotron2, guided_attention_loss, tacotron2_tiny
+
+N_MELS = 8
+VOCAB = 10
+TEXT = torch.tensor([[1, 2, 3, 4, 5, 6], [3, 4, 5, 0, 0, 0]])
+TEXT_LENGTHS = torch.tensor([6, 3])
+DURATIONS = torch.tensor([[2, 3, 1, 2, 4, 2], [3, 3, 4, 0, 0, 0]])  # sums 14 and 10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # tiny models gain nothing from threads, and on a busy machine two threads contend (30x slower)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def _mels(frames: int) -> torch.Tensor:
+    """A smooth, learnable ``[2, frames, N_MELS]`` target."""
+    t = torch.linspace(0, 1, frames)[:, None]
+    k = torch.arange(1, N_MELS + 1)[None]
+    return torch.stack([torch.sin(6 * t * k), torch.cos(4 * t * k)]) - 2.0
+
+
+def _tiny_hifigan() -> HiFiGANConfig:
+    # hop 20 = 5 x 4: an odd rate exercises the transposed conv's output padding
+    return HiFiGANConfig(n_mels=N_MELS, n_fft=80, hop_length=20, upsample_rates=(5, 4), upsample_kernel_sizes=(10, 8),
+                         upsample_initial_channel=16, resblock_kernel_sizes=(3, 5), resblock_dilations=((1, 3), (1, 3)),
+                         mpd_channels=(4, 8, 8, 8), msd_channels=(4, 8, 8, 8, 8, 8, 8))
+
+
+def _train(model: torch.nn.Module, step, n: int = 30) -> tuple[float, float]:  # noqa: ANN001
+    """Adam on one fixed batch; loss before and after, each computed under the same dropout seed."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(n + 1):
+        torch.manual_seed(1)
+        loss = step()
+        losses.append(float(loss))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return losses[0], losses[-1]
+
+
+# --- Tacotron 2 ---------------------------------------------------------------------------------------------
+def test_tacotron2_shapes_and_alignments() -> None:
+    model = Tacotron2(tacotron2_tiny(VOCAB, N_MELS))  # r = 2
+    out = model(TEXT, TEXT_LENGTHS, _mels(15), torch.tensor([15, 10]), attention_loss_weight=1.0)
+    assert out.mel_before.shape == out.mel_after.shape == (2, 15, N_MELS)
+    assert out.stop_logits.shape == (2, 15)
+    assert out.alignments.shape == (2, 8, 6)  # ceil(15 / 2) decoder steps
+    torch.testing.assert_close(out.alignments.sum(-1), torch.ones(2, 8))
+    assert float(out.alignments[1, :, 3:].abs().max()) == 0.0  # no attention on padding
+    assert float(out.mel_after[1, 10:].abs().max()) == 0.0
+    for term in (out.mel_loss, out.stop_loss, out.attention_loss, out.loss):
+        assert term.dim() == 0 and torch.isfinite(term)
+
+
+def test_tacotron2_inference_terminates_within_bound() -> None:
+    config = tacotron2_tiny(VOCAB, N_MELS)
+    model = Tacotron2(config)
+    model.train()
+    inf = model.infer(TEXT, TEXT_LENGTHS)
+    bounds = torch.tensor([config.max_decoder_steps(6), config.max_decoder_steps(3)]) * config.reduction_factor
+    assert ((inf.mel_lengths >= 1) & (inf.mel_lengths <= bounds)).all()
+    assert inf.mel.shape == (2, int(inf.mel_lengths.max()), N_MELS)
+    assert inf.alignments.shape[0] == 2 and inf.alignments.shape[2] == 6
+    assert model.training  # mode restored
+    single = model.infer(TEXT[0])  # [L] input works
+    assert single.mel.shape[0] == 1
+
+
+def test_guided_attention_loss_diagonal_vs_antidiagonal() -> None:
+    n = torch.tensor([10])
+    diagonal = torch.eye(10)[None]
+    anti = torch.eye(10).flip(1)[None]
+    low, high = guided_attention_loss(diagonal, n, n), guided_attention_loss(anti, n, n)
+    assert float(low) < 1e-6
+    assert float(high) > 0.05  # mean over all T x N cells (the paper's normalisation); 10 of 100 are non-zero
+
+
+def test_tacotron2_learns_a_tiny_batch() -> None:
+    model = Tacotron2(tacotron2_tiny(VOCAB, N_MELS))
+    mels, lengths = _mels(15), torch.tensor([15, 10])
+    first, last = _train(model, lambda: model(TEXT, TEXT_LENGTHS, mels, lengths, 1.0).loss)
+    assert last < 0.4 * first, (first, last)
+
+
+# --- FastSpeech 2 -------------------------------------------------------------------------------------------
+def _fs2_batch() -> tuple[torch.Tensor, ...]:
+    t = torch.linspace(0, 1, 14)
+    pitch = torch.stack([torch.sin(5 * t), torch.cos(3 * t)])
+    return TEXT, TEXT_LENGTHS, DURATIONS, pitch, 0.5 * pitch, _mels(14)
+
+
+def test_fastspeech2_shapes() -> None:
+    model = FastSpeech2(fastspeech2_tiny(VOCAB, N_MELS))
+    out = model(*_fs2_batch())
+    assert out.mel.shape == (2, 14, N_MELS)
+    assert out.log_duration.shape == (2, 6)
+    assert out.pitch.shape == out.energy.shape == (2, 14)
+    assert out.mel_lengths.tolist() == [14, 10]
+    assert float(out.mel[1, 10:].abs().max()) == 0.0
+    inf = model.infer(TEXT, TEXT_LENGTHS, pitch_shift=1.0)
+    assert inf.mel.shape == (2, int(inf.mel_lengths.max()), N_MELS)
+    assert inf.durations.shape == (2, 6) and inf.durations[1, 3:].eq(0).all()
+    assert inf.mel_lengths.tolist() == inf.durations.sum(1).tolist()
+
+
+def test_fastspeech2_learns_a_tiny_batch() -> None:
+    model = FastSpeech2(fastspeech2_tiny(VOCAB, N_MELS))
+    batch = _fs2_batch()
+    first, last = _train(model, lambda: model(*batch).loss)
+    assert last < 0.3 * first, (first, last)
+
+
+def test_length_regulator_totals_and_order() -> None:
+    x = torch.randn(2, 6, 3)
+    y, lengths = length_regulate(x, DURATIONS)
+    assert lengths.tolist() == DURATIONS.sum(1).tolist() and y.shape == (2, 14, 3)
+    expected = torch.repeat_interleave(x[0], DURATIONS[0], dim=0)
+    torch.testing.assert_close(y[0], expected)
+    assert float(y[1, 10:].abs().max()) == 0.0
+
+
+def test_speed_halves_length() -> None:
+    model = FastSpeech2(fastspeech2_tiny(VOCAB, N_MELS))
+    with torch.no_grad():  # a predictor that says 10 frames for every symbol
+        model.duration_predictor.out.weight.zero_()
+        model.duration_predictor.out.bias.fill_(math.log(11.0))
+    normal = model.infer(TEXT, TEXT_LENGTHS).mel_lengths
+    fast = model.infer(TEXT, TEXT_LENGTHS, speed=2.0).mel_lengths
+    assert normal.tolist() == [60, 30]
+    assert ((fast.float() / normal.float() - 0.5).abs() < 0.1).all()
+
+
+def test_durations_from_alignment_sum_to_frames() -> None:
+    alignment = torch.softmax(torch.randn(23, 7) * 3, dim=-1)
+    d = durations_from_alignment(alignment)
+    assert d.shape == (7,) and int(d.sum()) == 23
+    assert durations_from_alignment(torch.eye(5).repeat_interleave(2, 0)).tolist() == [2] * 5
+
+
+# --- HiFi-GAN -----------------------------------------------------------------------------------------------
+def test_generator_length_is_frames_times_hop() -> None:
+    config = _tiny_hifigan()
+    assert HiFiGANGenerator(config)(torch.randn(2, N_MELS, 7)).shape == (2, 7 * 20)
+    cpu = HiFiGANGenerator(hifigan_cpu())  # the shipped preset: 16 kHz, hop 160
+    assert cpu(torch.randn(1, 80, 3)).shape == (1, 3 * 160)
+
+
+def test_discriminators_return_logits_and_feature_maps() -> None:
+    config = _tiny_hifigan()
+    wav = torch.randn(2, 240)
+    logits, fmaps = MultiPeriodDiscriminator(config)(wav)
+    assert len(logits) == len(fmaps) == 5
+    assert all(x.dim() == 2 and x.shape[0] == 2 for x in logits)
+    assert all(len(f) == len(config.mpd_channels) + 1 for f in fmaps)
+    logits, fmaps = MultiScaleDiscriminator(config)(wav)
+    assert len(logits) == len(fmaps) == 3
+    assert all(len(f) == 8 and f[-1].flatten(1).shape == x.shape for f, x in zip(fmaps, logits))
+
+
+def _test_signal(n: int, sample_rate: int = 16000) -> torch.Tensor:
+    t = torch.arange(n) / sample_rate
+    return torch.stack([0.5 * torch.sin(2 * math.pi * 440 * t), 0.3 * torch.sin(2 * math.pi * 1000 * t)]) \
+        + 0.01 * torch.randn(2, n)
+
+
+def test_loss_mel_matches_project_log_mel() -> None:
+    config = _tiny_hifigan()
+    wav = _test_signal(12 * 20)
+    fields = {f.name: getattr(config.features, f.name) for f in dataclasses.fields(config.features)}
+    reference = log_mel(wav, **fields)
+    torch.testing.assert_close(LogMel(config.features)(wav), reference, atol=1e-3, rtol=1e-4)
+    default = hifigan_cpu().features  # the project's 16 kHz / 400 / 160 / 80 features
+    wav = _test_signal(1600)
+    torch.testing.assert_close(LogMel(default)(wav), log_mel(wav), atol=1e-3, rtol=1e-4)
+
+
+def test_one_gan_step_gives_finite_losses() -> None:
+    config = _tiny_hifigan()
+    G, mpd, msd, mel_fn = (HiFiGANGenerator(config), MultiPeriodDiscriminator(config),
+                           MultiScaleDiscriminator(config), LogMel(config.features))
+    opt_g = torch.optim.AdamW(G.parameters(), 2e-4, betas=(0.8, 0.99))
+    opt_d = torch.optim.AdamW([*mpd.parameters(), *msd.parameters()], 2e-4, betas=(0.8, 0.99))
+    wav = _test_signal(12 * 20)
+    mel_real = mel_fn(wav)
+    fake = G(mel_real[..., :12])  # 12 * hop samples have 13 centred frames: drop the last
+    assert fake.shape == wav.shape
+
+    real_logits = mpd(wav)[0] + msd(wav)[0]
+    fake_logits = mpd(fake.detach())[0] + msd(fake.detach())[0]
+    d_loss = discriminator_loss(real_logits, fake_logits)
+    opt_d.zero_grad()
+    d_loss.backward()
+    opt_d.step()
+
+    (_, rf1), (_, rf2) = mpd(wav), msd(wav)
+    (fl1, ff1), (fl2, ff2) = mpd(fake), msd(fake)
+    g = generator_loss(fl1 + fl2, rf1 + rf2, ff1 + ff2, mel_fn(fake), mel_real)
+    opt_g.zero_grad()
+    g.total.backward()
+    opt_g.step()
+    assert torch.isfinite(d_loss)
+    assert all(torch.isfinite(x) for x in (g.adversarial, g.feature_matching, g.mel, g.total))
+    torch.testing.assert_close(g.total, g.adversarial + 2 * g.feature_matching + 45 * g.mel)
+    assert all(torch.isfinite(p.grad).all() for p in G.parameters() if p.grad is not None)
+
+
+# --- save / load --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["tacotron2", "fastspeech2", "hifigan"])
+def test_save_load_identity(name: str, tmp_path: Path) -> None:
+    if name == "tacotron2":
+        model, cls = Tacotron2(tacotron2_tiny(VOCAB, N_MELS)), Tacotron2
+    elif name == "fastspeech2":
+        model, cls = FastSpeech2(fastspeech2_tiny(VOCAB, N_MELS)), FastSpeech2
+    else:
+        model, cls = HiFiGANGenerator(_tiny_hifigan()), HiFiGANGenerator
+    model.save_pretrained(tmp_path / "m")
+    model.save_pretrained(tmp_path / "m")  # overwriting an existing directory is atomic too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    loaded = cls.from_pretrained(tmp_path / "m")
+    assert loaded.config == model.config
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys()
+    assert all(torch.equal(state[k], loaded_state[k]) for k in state)
+    model.eval()
+    if name == "hifigan":
+        mel = torch.randn(1, N_MELS, 5)
+        torch.testing.assert_close(loaded(mel), model(mel))
+    elif name == "fastspeech2":
+        torch.testing.assert_close(loaded.infer(TEXT, TEXT_LENGTHS).mel, model.infer(TEXT, TEXT_LENGTHS).mel)
+    other = FastSpeech2 if cls is not FastSpeech2 else Tacotron2
+    with pytest.raises(CheckpointError, match="holds a"):
+        other.from_pretrained(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        cls.from_pretrained(tmp_path / "missing")
