@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   espeak-ng sox libsox-fmt-all ffmpeg flite codec2
+  g++ python3-dev  # DeepSpeed compiles its small CPU communication op on first use
   mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-es1 mbrola-es2 mbrola-mx1 mbrola-mx2 mbrola-vz1
   libttspico-utils rhvoice rhvoice-english
   asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-es asterisk-core-sounds-es-wav
