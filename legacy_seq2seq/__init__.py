@@ -59,3 +59,15 @@ from legacy_seq2seq.rnnt_decoding import rnnt_beam_search as rnnt_beam_search
 from legacy_seq2seq.rnnt_decoding import rnnt_greedy_decode as rnnt_greedy_decode
 from legacy_seq2seq.rnnt_loss import rnnt_loss as rnnt_loss
 from legacy_seq2seq.text import CharVocab as CharVocab
+
+# isort: split
+# Translatotron: direct speech-to-speech translation; its d-vector speaker encoder and GE2E loss.
+from legacy_seq2seq.speaker_encoder import GE2ELoss as GE2ELoss
+from legacy_seq2seq.speaker_encoder import SpeakerEncoder as SpeakerEncoder
+from legacy_seq2seq.speaker_encoder import SpeakerEncoderConfig as SpeakerEncoderConfig
+from legacy_seq2seq.speaker_encoder import speaker_encoder_tiny as speaker_encoder_tiny
+from legacy_seq2seq.translatotron import Translatotron as Translatotron
+from legacy_seq2seq.translatotron import TranslatotronConfig as TranslatotronConfig
+from legacy_seq2seq.translatotron import TranslatotronInference as TranslatotronInference
+from legacy_seq2seq.translatotron import TranslatotronOutput as TranslatotronOutput
+from legacy_seq2seq.translatotron import translatotron_tiny as translatotron_tiny
