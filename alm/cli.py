@@ -26,6 +26,17 @@ codec_app = typer.Typer(help="Encode and decode audio with the neural codec; tra
 app.add_typer(codec_app, name="codec")
 
 
+def _mount_legacy() -> None:
+    """``alm legacy ...``: the baselines' own typer app (its module imports only typer; the models load lazily
+    inside its commands)."""
+    from legacy_seq2seq.cli import legacy_app
+
+    app.add_typer(legacy_app, name="legacy")
+
+
+_mount_legacy()
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

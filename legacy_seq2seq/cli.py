@@ -1,0 +1,73 @@
+"""Command line of the baselines: a typer app the project's CLI mounts as ``alm legacy``::
+
+    alm legacy transcribe hello.wav --model runs/legacy-ctc/final
+    alm legacy synthesize "good morning" --model runs/legacy-tacotron2/final --vocoder runs/legacy-hifigan/final \\
+        -o out.wav
+
+Synthesized audio passes through :func:`legacy_seq2seq.inference.set_output_hook`'s hook (inside
+:func:`legacy_seq2seq.inference.synthesize`), where the composition root installs the project's watermark; this
+module imports neither ``alm`` nor ``safety``. Bad input (a missing model directory, an unreadable audio file,
+text the model cannot spell) ends the command with exit code 1 and a one-line message, not a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+legacy_app = typer.Typer(help="Classic baselines (CTC, RNN-T, LAS; Tacotron 2, FastSpeech 2 + HiFi-GAN).",
+                         no_args_is_help=True)
+AUDIO_EXTS = (".wav", ".flac", ".ogg")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A bad model directory, bad audio or bad text end the command with its message and exit code 1."""
+    try:
+        yield
+    except (ValueError, OSError) as e:  # CheckpointError and AudioInputError are ValueErrors
+        typer.secho(f"Error: {e}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(code=1) from e
+
+
+@legacy_app.command("transcribe")
+def transcribe(
+    file: Path = typer.Argument(..., help="Audio file (WAV, FLAC, OGG, MP3, ...)."),
+    model: Path = typer.Option(..., "--model", help="CTC, RNN-T or LAS directory (training.train_legacy's final)."),
+    device: str = typer.Option("cpu", "--device", help="Torch device."),
+) -> None:
+    """Speech to text with a baseline recognizer (greedy decoding)."""
+    from legacy_seq2seq.inference import load_legacy
+    from legacy_seq2seq.inference import transcribe as run
+
+    with _user_errors():
+        text = run(load_legacy(model, device), file, device)
+    typer.echo(text)
+
+
+@legacy_app.command("synthesize")
+def synthesize(
+    text: str = typer.Argument(..., help="Text to speak."),
+    model: Path = typer.Option(..., "--model", help="Tacotron 2 or FastSpeech 2 directory."),
+    vocoder: Path = typer.Option(..., "--vocoder", help="HiFi-GAN directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    device: str = typer.Option("cpu", "--device", help="Torch device."),
+) -> None:
+    """Text to speech (16 kHz) with a baseline acoustic model and vocoder; the output hook (watermark) applies."""
+    if out.suffix.lower() not in AUDIO_EXTS:
+        raise typer.BadParameter(f"{out}: the output must end in {', '.join(AUDIO_EXTS)}", param_hint="-o")
+    from codec.audio import save_audio
+    from legacy_seq2seq.inference import load_legacy
+    from legacy_seq2seq.inference import synthesize as run
+
+    with _user_errors():
+        acoustic, voc = load_legacy(model, device), load_legacy(vocoder, device)
+        audio = run(acoustic, text, voc, device)
+        save_audio(out, audio, voc.features.sample_rate)
+    typer.echo(f"{out} ({len(audio) / voc.features.sample_rate:.2f} s)")
+
+
+__all__ = ["legacy_app"]

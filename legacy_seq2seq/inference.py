@@ -1,0 +1,268 @@
+"""Use a trained baseline directory on its own: load it, transcribe speech, synthesize speech.
+
+A directory written by ``python -m training.train_legacy`` (its ``OUT/final``) holds::
+
+    final/
+      config.json          {"model_class": "CTCModel" | "RNNTModel" | "LASModel" | "Tacotron2" | "FastSpeech2"
+                            | "HiFiGANGenerator", ...the config's fields}
+      model.safetensors    the weights
+      vocab.json           the CharVocab (text models only)
+      features.json        the log-mel parameters (codec.features.FeatureConfig fields) the model was trained on
+
+Three calls::
+
+    loaded = load_legacy("runs/legacy-ctc/final")            # LegacyModel(model, vocab, features, kind)
+    transcribe("runs/legacy-ctc/final", "hello.wav")          # "hello world" (CTC, RNN-T or LAS; greedy)
+    synthesize("runs/legacy-fs2/final", "hello", "runs/legacy-hifigan/final")   # [T] float32 at 16 kHz
+
+Every waveform :func:`synthesize` returns has passed through the **output hook** (:func:`set_output_hook`),
+the identity until one is installed. This package may not import ``alm`` or ``safety``, so the composition root
+(the command line that mounts :mod:`legacy_seq2seq.cli`) installs the project's watermark there, e.g.
+``set_output_hook(alm.api.apply_watermark)``; generated speech then carries it like the ALM's own output.
+
+Text goes through :func:`normalize_text` (Unicode NFC, lower case, single spaces) in training and here alike;
+characters outside the model's vocabulary are dropped with a warning. LAS output ids extend the CharVocab:
+``0`` padding (the blank), ``1 .. N - 1`` characters, ``N`` start, ``N + 1`` end (:func:`las_token_ids`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from codec.audio import load_audio
+from codec.features import FeatureConfig, log_mel
+from legacy_seq2seq.checkpoint import CONFIG_NAME, CheckpointError
+from legacy_seq2seq.ctc import CTCModel
+from legacy_seq2seq.fastspeech2 import FastSpeech2
+from legacy_seq2seq.hifigan import HiFiGANGenerator
+from legacy_seq2seq.las import LASModel
+from legacy_seq2seq.las_decoding import greedy_decode as las_greedy_decode
+from legacy_seq2seq.rnnt import RNNTModel
+from legacy_seq2seq.tacotron2 import Tacotron2
+from legacy_seq2seq.text import CharVocab
+
+logger = logging.getLogger(__name__)
+
+VOCAB_NAME = "vocab.json"
+FEATURES_NAME = "features.json"
+MODEL_CLASSES: dict[str, type[torch.nn.Module]] = {
+    cls.__name__: cls for cls in (CTCModel, RNNTModel, LASModel, Tacotron2, FastSpeech2, HiFiGANGenerator)}
+ASR_CLASSES = (CTCModel, RNNTModel, LASModel)
+TTS_CLASSES = (Tacotron2, FastSpeech2)
+MIN_FRAMES = 16  # shortest feature input: LAS reduces time 8x, the Conformer 4x (and needs 7 frames)
+
+OutputHook = Callable[[np.ndarray, int], np.ndarray]
+
+
+def _identity(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    return audio
+
+
+_output_hook: OutputHook = _identity
+
+
+def set_output_hook(fn: OutputHook | None) -> OutputHook:
+    """Install the function every waveform :func:`synthesize` generates passes through before it is returned.
+
+    Args:
+        fn: ``fn(audio, sample_rate) -> audio`` on ``[T]`` float32 in ``[-1, 1]``, returning a finite array of the
+            same shape (the project wires ``alm.api.apply_watermark`` here); ``None`` restores the identity.
+
+    Returns:
+        The hook it replaces (to restore it later).
+    """
+    global _output_hook
+    previous = _output_hook
+    _output_hook = _identity if fn is None else fn
+    return previous
+
+
+def apply_output_hook(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``audio`` ``[T]`` through the installed hook, checked: float32, same shape, finite."""
+    out = np.asarray(_output_hook(audio, sample_rate), dtype=np.float32)
+    if out.shape != audio.shape or not np.isfinite(out).all():
+        raise RuntimeError(f"the output hook returned shape {out.shape} for audio {audio.shape} (or non-finite "
+                           "samples)")
+    return out
+
+
+# --- text -----------------------------------------------------------------------------------------------------
+def normalize_text(text: str) -> str:
+    """The text form every baseline reads and writes: NFC, lower case, whitespace collapsed to single spaces."""
+    return " ".join(unicodedata.normalize("NFC", text).lower().split())
+
+
+def encode_text(vocab: CharVocab, text: str) -> list[int]:
+    """Ids of :func:`normalize_text` ``(text)``; characters outside ``vocab`` are dropped (logged once per call).
+
+    Raises:
+        ValueError: no character of the text is in the vocabulary.
+    """
+    norm = normalize_text(text)
+    known = set(vocab.chars)
+    unknown = sorted({c for c in norm if c not in known})
+    if unknown:
+        logger.warning("dropping characters outside the vocabulary: %r", "".join(unknown))
+    ids = vocab.encode("".join(c for c in norm if c in known))
+    if not ids:
+        raise ValueError(f"no character of {text!r} is in the model's vocabulary")
+    return ids
+
+
+def las_token_ids(vocab: CharVocab | int) -> tuple[int, int, int, int]:
+    """``(vocab_size, sos_id, eos_id, pad_id)`` of a LAS model over ``vocab`` (or its size ``len(vocab)``);
+    characters keep their ids."""
+    n = vocab if isinstance(vocab, int) else len(vocab)
+    return n + 2, n, n + 1, 0
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+@dataclass
+class LegacyModel:
+    """A loaded baseline directory.
+
+    Attributes:
+        model: the model, in eval mode.
+        vocab: its character vocabulary (``None`` for the vocoder).
+        features: the log-mel parameters it was trained on.
+        kind: the model class name (``config.json``'s ``model_class``).
+    """
+
+    model: torch.nn.Module
+    vocab: CharVocab | None
+    features: FeatureConfig
+    kind: str
+
+
+def save_extras(directory: str | os.PathLike, vocab: CharVocab | None, features: FeatureConfig) -> None:
+    """Write ``vocab.json`` (when given) and ``features.json`` next to a saved model."""
+    d = Path(directory)
+    if vocab is not None:
+        vocab.save(d / VOCAB_NAME)
+    tmp = d / f".{FEATURES_NAME}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(dataclasses.asdict(features), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, d / FEATURES_NAME)
+
+
+def load_features(directory: str | os.PathLike) -> FeatureConfig:
+    """The ``features.json`` of a model directory (the project's defaults when the file is absent)."""
+    path = Path(directory) / FEATURES_NAME
+    if not path.is_file():
+        return FeatureConfig()
+    try:
+        return FeatureConfig(**json.loads(path.read_text(encoding="utf-8")))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a feature configuration: {e}") from e
+
+
+def load_legacy(directory: str | os.PathLike, device: str | torch.device = "cpu") -> LegacyModel:
+    """Rebuild whichever baseline a directory holds, from its ``config.json``'s ``model_class``.
+
+    Raises:
+        CheckpointError: no such directory, an unknown model class, a missing vocabulary, or inconsistent files.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d} is not a directory: give a model directory written by training.train_legacy "
+                              "(its OUT/final)")
+    try:
+        name = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8")).get("model_class")
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{d} has no readable {CONFIG_NAME}: not a saved baseline ({e})") from e
+    if name not in MODEL_CLASSES:
+        raise CheckpointError(f"{d} holds a {name!r} model; known: {', '.join(MODEL_CLASSES)}")
+    cls = MODEL_CLASSES[name]
+    model = cls.from_pretrained(d, device=device)
+    vocab = None
+    if cls is not HiFiGANGenerator:
+        if not (d / VOCAB_NAME).is_file():
+            raise CheckpointError(f"{d} has no {VOCAB_NAME}: a {name} needs its character vocabulary")
+        vocab = CharVocab.load(d / VOCAB_NAME)
+    features = model.config.features if cls is HiFiGANGenerator else load_features(d)
+    return LegacyModel(model, vocab, features, name)
+
+
+def _loaded(model: str | os.PathLike | LegacyModel, device: str | torch.device) -> LegacyModel:
+    return model if isinstance(model, LegacyModel) else load_legacy(model, device)
+
+
+# --- speech recognition ---------------------------------------------------------------------------------------
+def features_of(wav: Any, features: FeatureConfig) -> torch.Tensor:
+    """Log-mel ``[F, n_mels]`` of a path or a ``[T]`` waveform at ``features.sample_rate`` (padded to 16 frames)."""
+    audio = load_audio(wav, features.sample_rate, max_seconds=None)
+    short = (MIN_FRAMES - 1) * features.hop_length - audio.numel()
+    if short > 0:  # too short for the encoders' time reduction: pad with silence
+        audio = torch.cat([audio, audio.new_zeros(short)])
+    return log_mel(audio, **dataclasses.asdict(features)).T.contiguous()
+
+
+@torch.no_grad()
+def transcribe(model: str | os.PathLike | LegacyModel, wav: Any, device: str | torch.device = "cpu") -> str:
+    """Greedy transcript of one utterance by a CTC, RNN-T or LAS directory.
+
+    Args:
+        model: the model directory (or a :class:`LegacyModel` from :func:`load_legacy`).
+        wav: an audio file path, or a ``[T]`` waveform at the model's sample rate (16 kHz).
+        device: where to run.
+
+    Returns:
+        The transcript in :func:`normalize_text` form.
+    """
+    loaded = _loaded(model, device)
+    m = loaded.model
+    if not isinstance(m, ASR_CLASSES):
+        raise ValueError(f"{loaded.kind} is not a speech recognizer (CTC, RNN-T or LAS)")
+    feats = features_of(wav, loaded.features)[None].to(next(m.parameters()).device)  # [1, F, n_mels]
+    lengths = torch.tensor([feats.shape[1]], device=feats.device)
+    if isinstance(m, LASModel):
+        ids = las_greedy_decode(m, feats, lengths)[0].tokens
+        ids = [i for i in ids if 0 < i < len(loaded.vocab)]  # a stray start/end id is not a character
+    else:
+        ids = m.greedy_decode(feats, lengths)[0]
+    return loaded.vocab.decode(ids)
+
+
+# --- speech synthesis -----------------------------------------------------------------------------------------
+@torch.no_grad()
+def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str | os.PathLike | LegacyModel,
+               device: str | torch.device = "cpu") -> np.ndarray:
+    """Speak ``text`` with a Tacotron 2 or FastSpeech 2 directory and a HiFi-GAN vocoder directory.
+
+    Args:
+        model: the acoustic model directory (or a loaded one).
+        text: what to say (normalized and encoded as in training).
+        vocoder: the HiFi-GAN directory (or a loaded one); its log-mel parameters must match the acoustic model's.
+        device: where to run.
+
+    Returns:
+        ``[T]`` float32 waveform in ``[-1, 1]`` at the vocoder's sample rate (16 kHz), after the output hook.
+    """
+    acoustic, voc = _loaded(model, device), _loaded(vocoder, device)
+    if not isinstance(acoustic.model, TTS_CLASSES):
+        raise ValueError(f"{acoustic.kind} is not an acoustic model (Tacotron 2 or FastSpeech 2)")
+    if not isinstance(voc.model, HiFiGANGenerator):
+        raise ValueError(f"the vocoder directory holds a {voc.kind}, not a HiFiGANGenerator")
+    if acoustic.features != voc.features:
+        raise ValueError(f"the acoustic model's features {acoustic.features} differ from the vocoder's "
+                         f"{voc.features}: train both on the same log-mel")
+    param = next(acoustic.model.parameters())
+    ids = torch.tensor(encode_text(acoustic.vocab, text), device=param.device)
+    mel = acoustic.model.infer(ids[None]).mel  # [1, T, n_mels]
+    wav = voc.model(mel.transpose(1, 2).to(next(voc.model.parameters()).device))[0]  # [T * hop]
+    audio = wav.float().clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
+    return apply_output_hook(audio, voc.features.sample_rate)
+
+
+__all__ = ["LegacyModel", "apply_output_hook", "encode_text", "features_of", "las_token_ids", "load_features",
+           "load_legacy", "normalize_text", "save_extras", "set_output_hook", "synthesize", "transcribe"]

@@ -1,0 +1,185 @@
+"""The baseline trainer (``python -m training.train_legacy``) on the tiny corpus: each model's debug run writes a
+loadable ``final``, CTC resumes to the same weights, shipped configs load, alignment PNGs, inference and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from codec.audio import load_audio
+from legacy_seq2seq.cli import legacy_app
+from legacy_seq2seq.inference import load_legacy, set_output_hook, synthesize, transcribe
+from training.config import load_config, read_yaml
+from training.data import read_manifest
+from training.legacy.config import MODELS, LegacyTrainConfig, model_config
+from training.legacy.prosody import f0_autocorrelation
+from training.train_legacy import LegacyResult, main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",
+           "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator"}
+STEPS = 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    # tiny models gain nothing from threads, and on a busy 2-core machine a second thread only contends
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _argv(kind: str, corpus: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    args = [kind, "--corpus", str(corpus), "--out", str(out), "--cache-dir", str(cache), "--preset", "debug",
+            "--steps", str(STEPS), "--lr", "0.003", "--warmup-steps", "1", "--weight-decay", "0",
+            "--log-every", "1", "--eval-every", str(STEPS), "--ckpt-every", "2", "--keep-checkpoints", "2",
+            "--batch-seconds", "8", "--max-batch-size", "4", "--max-seconds", "5", "--num-samples", "2",
+            "--eval-utterances", "2", "--engine", "plain", "--device", "cpu", "--threads", "1", "--no-progress"]
+    if kind == "hifigan":
+        args += ["--vocoder-segment-s", "0.25", "--batch-seconds", "1"]
+    return args + list(extra)
+
+
+class Runs:
+    """Each model trained once per module (FastSpeech 2 reads the Tacotron 2 run's alignments)."""
+
+    def __init__(self, corpus: Path, root: Path) -> None:
+        self.corpus, self.root, self.done = corpus, root, {}
+
+    def __call__(self, kind: str) -> LegacyResult:
+        if kind not in self.done:
+            extra = ("--durations-from", str(self(kind="tacotron2").final)) if kind == "fastspeech2" else ()
+            self.done[kind] = main(_argv(kind, self.corpus, self.root / kind, self.root / "cache", *extra))
+        return self.done[kind]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    return Runs(tiny_corpus, tmp_path_factory.mktemp("legacy"))
+
+
+@pytest.fixture(scope="module")
+def valid_wav(tiny_corpus: Path) -> Path:
+    return Path(next(r["path"] for r in read_manifest(tiny_corpus) if r["split"] == "valid"))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "training" / "configs").glob("legacy_*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_load(path: Path) -> None:
+    cfg = load_config(path, LegacyTrainConfig)
+    kind = path.stem.removeprefix("legacy_")
+    assert kind in MODELS and read_yaml(path)["corpus"] == "corpus-3h" and cfg.preset == "cpu"
+    assert model_config(kind, cfg.preset, 40, 80, cfg.model_overrides) is not None
+    if kind == "fastspeech2":
+        assert cfg.durations_from
+
+
+def test_every_model_has_a_shipped_config() -> None:
+    assert {p.stem.removeprefix("legacy_") for p in (ROOT / "training" / "configs").glob("legacy_*.yaml")} \
+        == set(MODELS)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_debug_run_writes_a_loadable_final(kind: str, runs: Runs) -> None:
+    result = runs(kind)
+    out = result.final.parent
+    losses = [h["loss"] for h in result.history if h.get("loss") is not None]
+    assert len(losses) == STEPS and all(math.isfinite(x) for x in losses)
+    evals = [h for h in result.history if h.get("eval")]
+    assert evals and evals[-1]["step"] == STEPS
+    loaded = load_legacy(result.final)
+    assert loaded.kind == CLASSES[kind] and not loaded.model.training
+    assert (loaded.vocab is None) == (kind == "hifigan")
+    assert (result.final / "features.json").is_file() and (result.final / "training.json").is_file()
+    assert (out / "training_curves.png").stat().st_size > 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+    if kind in ("ctc", "rnnt", "las"):
+        assert {"cer", "wer", "valid_loss"} <= set(evals[-1])
+        samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+        assert len(samples) == 2 and all(isinstance(s["hypothesis"], str) for s in samples)
+    else:
+        assert "mel_l1" in evals[-1] and math.isfinite(evals[-1]["mel_l1"])
+    if kind in ("las", "tacotron2"):
+        assert (out / "alignments" / f"step-{STEPS}.png").stat().st_size > 0
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sb = b.state_dict()
+    return all(torch.equal(v, sb[k]) for k, v in a.state_dict().items())
+
+
+def test_ctc_resume_equals_uninterrupted(runs: Runs, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    straight = runs("ctc")
+    ckpts = straight.final.parent / "checkpoints"
+    # "killed" after the step-2 checkpoint; the step-4 one half-written (truncated weights): skipped with a warning
+    shutil.copytree(ckpts, tmp_path / "b" / "checkpoints")
+    weights = tmp_path / "b" / "checkpoints" / "step-0000004" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="training.legacy.checkpoints"):
+        resumed = main(_argv("ctc", runs.corpus, tmp_path / "b", runs.root / "cache"))
+    assert resumed.start_step == 2 and _same_weights(resumed.model, straight.model)
+    assert any("step-0000004 is damaged" in r.getMessage() for r in caplog.records)
+    assert [h["loss"] for h in resumed.history if "loss" in h] == [h["loss"] for h in straight.history if "loss" in h]
+
+
+def test_bad_setups_fail_before_any_work(tiny_corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="plain engine"):
+        train("hifigan", tiny_corpus, tmp_path, LegacyTrainConfig(engine="deepspeed", preset="debug"))
+    with pytest.raises(ValueError, match="durations_from"):
+        train("fastspeech2", tiny_corpus, tmp_path, LegacyTrainConfig(preset="debug"))
+    with pytest.raises(ValueError, match="preset"):
+        LegacyTrainConfig(preset="huge")
+
+
+def test_inference_transcribes_and_synthesizes(runs: Runs, valid_wav: Path) -> None:
+    for kind in ("ctc", "rnnt", "las"):
+        assert isinstance(transcribe(runs(kind).final, valid_wav), str)
+        assert isinstance(transcribe(load_legacy(runs(kind).final), load_audio(valid_wav)), str)
+    calls = []
+
+    def hook(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        calls.append(sample_rate)
+        return audio * 0.5
+
+    previous = set_output_hook(hook)
+    try:
+        for kind in ("tacotron2", "fastspeech2"):
+            audio = synthesize(runs(kind).final, "hola mundo", runs("hifigan").final)
+            assert audio.dtype == np.float32 and audio.ndim == 1 and len(audio) % 160 == 0 and len(audio) > 0
+            assert np.isfinite(audio).all() and np.abs(audio).max() <= 0.5
+    finally:
+        set_output_hook(previous)
+    assert calls == [16000, 16000]
+    with pytest.raises(ValueError, match="not a speech recognizer"):
+        transcribe(runs("hifigan").final, valid_wav)
+
+
+def test_cli_exit_codes(runs: Runs, valid_wav: Path, tmp_path: Path) -> None:
+    cli = CliRunner()
+    ok = cli.invoke(legacy_app, ["transcribe", str(valid_wav), "--model", str(runs("ctc").final)])
+    assert ok.exit_code == 0, ok.output
+    missing = cli.invoke(legacy_app, ["transcribe", str(valid_wav), "--model", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "is not a directory" in missing.output
+    wav = tmp_path / "out.wav"
+    ok = cli.invoke(legacy_app, ["synthesize", "hello", "--model", str(runs("fastspeech2").final), "--vocoder",
+                                 str(runs("hifigan").final), "-o", str(wav)])
+    assert ok.exit_code == 0 and len(load_audio(wav)) > 0, ok.output
+    missing = cli.invoke(legacy_app, ["synthesize", "hello", "--model", str(tmp_path / "nope"), "--vocoder",
+                                      str(runs("hifigan").final), "-o", str(wav)])
+    assert missing.exit_code == 1 and "Error" in missing.output
+
+
+def test_autocorrelation_f0_of_harmonic_tones() -> None:
+    t = np.arange(16000) / 16000
+    for f in (90.0, 220.0, 350.0):
+        f0 = f0_autocorrelation(0.5 * np.sin(2 * np.pi * f * t) + 0.2 * np.sin(4 * np.pi * f * t), 16000, 160, 101)
+        assert abs(float(np.median(f0[5:-5])) / f - 1) < 0.03
+    assert f0_autocorrelation(np.zeros(16000), 16000, 160, 101).max() == 0.0

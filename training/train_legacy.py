@@ -1,0 +1,327 @@
+"""Train a classic baseline on a corpus: CTC, RNN-T, LAS, Tacotron 2, FastSpeech 2 or HiFi-GAN.
+
+    python -m training.train_legacy ctc --config training/configs/legacy_ctc.yaml [--corpus DIR --out DIR] [--flags]
+
+Setup -> train -> save, visibly:
+
+1. utterances of the chosen languages (ASR models: those tagged ``asr``; TTS: ``tts``; HiFi-GAN: all) up to
+   ``max_seconds``; their log-mel is computed once into a resumable .npy cache (:mod:`training.legacy.data`);
+2. a :class:`legacy_seq2seq.text.CharVocab` of the train split's normalized text (FastSpeech 2: the vocabulary of
+   the Tacotron 2 in ``durations_from``, whose alignments give its durations; pitch and energy as described in
+   :mod:`training.legacy.prosody`);
+3. the model at its preset size (:func:`training.legacy.config.model_config`) inside a loss module, driven by
+   :func:`training.distributed.make_engine` (plain or DeepSpeed; HiFi-GAN's two optimizers: plain only);
+   AdamW, linear warmup then cosine decay, clipping, gradient accumulation, non-finite steps skipped and counted;
+4. every ``eval_every`` steps: valid loss; ASR: greedy CER/WER of a few valid utterances, their hypotheses logged
+   and appended to ``OUT/samples.jsonl``; LAS, Tacotron 2: ``OUT/alignments/step-N.png``; TTS: valid mel L1;
+   HiFi-GAN: mel L1 of resynthesis; ``OUT/training_curves.png``;
+5. every ``ckpt_every`` steps an atomic ``OUT/checkpoints/step-NNNNNNN`` (``model/`` as exported, optimizer(s),
+   RNG and data-stream state in ``trainer_state.pt``, written last, loaded with ``weights_only=True``); the same
+   command resumes from the newest readable one with the same data order. ``OUT/final`` is the model's
+   ``save_pretrained`` directory plus ``vocab.json`` and ``features.json``: :func:`legacy_seq2seq.inference.load_legacy`
+   loads it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from codec.audio import load_audio
+from codec.features import FeatureConfig
+from legacy_seq2seq.hifigan import LogMel
+from legacy_seq2seq.inference import MODEL_CLASSES, load_features, normalize_text
+from legacy_seq2seq.tacotron2 import Tacotron2
+from legacy_seq2seq.text import CharVocab
+from training.config import add_config_arguments, config_from_arguments
+from training.data.corpus import read_manifest
+from training.distributed import init_process_group, make_engine, pick_device, process_info
+from training.legacy.checkpoints import export_final, plot_history, resume_checkpoint, save_checkpoint
+from training.legacy.config import ASR_MODELS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
+from training.legacy.data import (
+    MIN_FRAMES,
+    BatchStream,
+    NpyCache,
+    audio_segments,
+    compute_log_mel,
+    feature_cache,
+    file_fingerprint,
+    fingerprint,
+    select_utterances,
+)
+from training.legacy.prosody import energy_target, pitch_target, tacotron_durations
+from training.legacy.steps import (
+    Discriminators,
+    LegacyData,
+    LossModule,
+    evaluate,
+    evaluate_vocoder,
+    gan_step,
+    make_batch,
+)
+from training.seed import seed_everything
+from training.tensorboard import TensorBoard
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",
+               "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator"}  # config.json's model_class
+
+
+@dataclass
+class LegacyResult:
+    """What :func:`train` returns."""
+
+    model: torch.nn.Module
+    vocab: CharVocab | None
+    history: list[dict[str, Any]]
+    start_step: int  # 0 for a fresh run, the checkpoint's step for a resumed one
+    final: Path  # OUT/final
+
+
+def lr_at(step: int, cfg: LegacyTrainConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _optimizer(module: torch.nn.Module, cfg: LegacyTrainConfig, beta1: float = 0.9) -> torch.optim.AdamW:
+    return torch.optim.AdamW(module.parameters(), lr=cfg.lr, betas=(beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+# --- data -----------------------------------------------------------------------------------------------------
+def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVocab | None, features: FeatureConfig,
+                 progress: bool) -> LegacyData:
+    """Select utterances, fill the caches (log-mel; FastSpeech 2: prosody and durations) and wrap them."""
+    task = "asr" if kind in ASR_MODELS else "tts" if kind in TTS_MODELS else None
+    utts = [u for u in select_utterances(read_manifest(corpus), task, cfg.lang_list(), normalize_text)
+            if u.seconds <= cfg.max_seconds and u.split in ("train", "valid")]
+    root = Path(cfg.cache_dir) if cfg.cache_dir else corpus / "legacy_features"
+    mels = feature_cache(root, features)
+    mels.fill(utts, lambda u: compute_log_mel(u, features), "log-mel", progress)
+    utts = [u for u in utts if mels.load(u.id).shape[0] >= MIN_FRAMES]
+    if vocab is None and kind != "hifigan":
+        vocab = CharVocab.from_texts(u.text for u in utts if u.split == "train")
+    data = LegacyData(kind, vocab, features, [u for u in utts if u.split == "train"],
+                      [u for u in utts if u.split == "valid"], mels)
+    if kind == "fastspeech2":
+        data.prosody = NpyCache(root / f"prosody-{fingerprint(asdict(features))}")
+
+        def prosody(u: Any) -> np.ndarray:
+            mel = np.asarray(mels.load(u.id))
+            wav = load_audio(u.path, features.sample_rate, max_seconds=None).numpy()
+            return np.stack([pitch_target(wav, features.sample_rate, features.hop_length, len(mel)),
+                             energy_target(mel)])
+
+        data.prosody.fill(data.train + data.valid, prosody, "pitch+energy", progress)
+        taco_dir = Path(cfg.durations_from)
+        taco = Tacotron2.from_pretrained(taco_dir)
+        data.durations = NpyCache(root / f"durations-{file_fingerprint(taco_dir / 'model.safetensors')}")
+
+        def durations(u: Any) -> np.ndarray:
+            with torch.random.fork_rng():  # Tacotron 2's prenet dropout is always on: seed it per utterance
+                torch.manual_seed(cfg.seed)
+                return tacotron_durations(taco, data.ids[u.id], np.asarray(mels.load(u.id)))
+
+        data.durations.fill(data.train + data.valid, durations, "durations", progress)
+    log.info("%s: %d train / %d valid utterances (%.2f h of training audio)%s", kind, len(data.train),
+             len(data.valid), sum(u.seconds for u in data.train) / 3600, f", {vocab}" if vocab else "")
+    return data
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig, progress: bool = True
+          ) -> LegacyResult:
+    """Train (or resume) baseline ``kind`` on ``corpus``, writing checkpoints, plots and ``final`` under ``out``."""
+    if kind not in MODELS:
+        raise ValueError(f"unknown model {kind!r}; known: {', '.join(MODELS)}")
+    corpus, out = Path(corpus), Path(out)
+    cfg.validate()
+    if kind == "hifigan" and (cfg.use_deepspeed() or cfg.grad_accum != 1):
+        raise ValueError("HiFi-GAN trains two optimizers (generator, discriminators) in turn: it runs on the plain "
+                         "engine with grad_accum=1 only; set engine=plain (and no ZeRO/fp16/offload, no launcher)")
+    if kind == "fastspeech2" and not (cfg.durations_from and (Path(cfg.durations_from) / "config.json").is_file()):
+        raise ValueError(f"FastSpeech 2 needs durations_from: a trained Tacotron 2 directory (got "
+                         f"{cfg.durations_from!r}); train one with `python -m training.train_legacy tacotron2`")
+    info = process_info()
+    device = pick_device(cfg, info)
+    if cfg.use_deepspeed():
+        info = init_process_group(cfg, device)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    ckpt, loaded, trainer = resume_checkpoint(out)
+    if loaded is not None and loaded.kind != CLASS_NAMES[kind]:
+        raise ValueError(f"{out} holds a {loaded.kind} run, not {kind}: use another --out")
+    if loaded is not None:
+        model, vocab, features = loaded.model.train(), loaded.vocab, loaded.features
+        log.info("resuming from %s (step %d)", ckpt, trainer["step"])
+    elif kind == "fastspeech2":
+        vocab, features = CharVocab.load(Path(cfg.durations_from) / "vocab.json"), load_features(cfg.durations_from)
+    else:
+        vocab, features = None, FeatureConfig()
+    if info.world_size > 1 and not info.is_main:
+        torch.distributed.barrier()  # the main process fills the caches first
+    data = prepare_data(kind, corpus, cfg, vocab, features, progress and info.is_main)
+    if info.world_size > 1 and info.is_main:
+        torch.distributed.barrier()
+    if loaded is None:
+        size = len(data.vocab) if data.vocab is not None else 0
+        config = model_config(kind, cfg.preset, size, features.n_mels, cfg.model_overrides)
+        model = MODEL_CLASSES[CLASS_NAMES[kind]](config)
+    if kind == "hifigan" and model.config.features != features:
+        raise ValueError(f"the vocoder's mel parameters {model.config.features} differ from the features {features}")
+    log.info("%s (%s): %.2fM parameters", kind, cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6)
+
+    discriminators, mel_fn = None, None
+    if kind == "hifigan":
+        discriminators = Discriminators(model.config)
+        engines = [make_engine(model, _optimizer(model, cfg, 0.8), cfg, device),
+                   make_engine(discriminators, _optimizer(discriminators, cfg, 0.8), cfg, device)]
+        mel_fn = LogMel(features).to(device)
+        seconds = {u.id: cfg.vocoder_segment_s for u in data.train}
+    else:
+        module = LossModule(kind, model)
+        engines = [make_engine(module, _optimizer(module, cfg), cfg, device)]
+        seconds = {u.id: u.seconds for u in data.train}
+    engine, info = engines[0], engines[0].info
+    stream = BatchStream(seconds, cfg.batch_seconds, cfg.max_batch_size, cfg.seed)
+    step, elapsed, skipped, history = 0, 0.0, 0, []
+    if trainer is not None:
+        engine.load_engine(ckpt, trainer)
+        if discriminators is not None:
+            discriminators.load_state_dict(trainer["discriminators"])
+            engines[1].optimizer.load_state_dict(trainer["d_optimizer"])
+        stream.load_state_dict(trainer["stream"])
+        torch.set_rng_state(trainer["torch_rng"])
+        step, elapsed, skipped = int(trainer["step"]), float(trainer["elapsed_s"]), int(trainer["skipped_steps"])
+        history = json.loads(trainer["history"])
+    start, main = step, info.is_main
+
+    def take() -> list[str]:  # every process draws the same stream and keeps every world_size-th batch
+        return [stream.next() for _ in range(info.world_size)][info.rank]
+
+    model.train()
+    board = TensorBoard(out / "tensorboard", enabled=cfg.tensorboard and main)
+    window, bad_in_a_row, extras = [], 0, {}
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main), desc=kind,
+               unit="step")
+    for step in bar:
+        t0 = time.time()
+        lr = lr_at(step, cfg)
+        for e in engines:
+            e.set_lr(lr)
+        if kind == "hifigan":
+            utts = [data.by_id[i] for i in take()]
+            rng = np.random.default_rng([cfg.seed, step])
+            segment = int(cfg.vocoder_segment_s * features.sample_rate)
+            wav = torch.from_numpy(audio_segments(utts, segment, rng, features.sample_rate)).to(device)
+            extras = gan_step(engines[0], engines[1], mel_fn, wav)
+            step_loss, grad_norm = extras.pop("loss"), extras.pop("grad_norm")
+        else:
+            step_loss, applied = 0.0, True
+            weight = 1.0 if step < cfg.guided_attention_steps else 0.0
+            for _ in range(cfg.grad_accum):
+                loss = engine(**make_batch(data, take(), device, weight))
+                if engine.all_finite(loss.detach()):
+                    engine.backward(loss)
+                else:
+                    applied = False  # this micro-batch is skipped in every process
+                step_loss += float(loss.detach()) / cfg.grad_accum
+            grad_norm = engine.step(apply=applied)
+            step_loss = engine.mean(step_loss) if applied else math.nan
+        done = step + 1
+        elapsed += time.time() - t0
+        if math.isfinite(step_loss) and math.isfinite(grad_norm):
+            bad_in_a_row = 0
+            window.append(step_loss)
+        else:  # the update was skipped; the data is consumed either way, so a resumed run sees the same batches
+            skipped, bad_in_a_row = skipped + 1, bad_in_a_row + 1
+            log.warning("step %d: non-finite loss or gradient; update skipped (%d in a row, %d in all)", done,
+                        bad_in_a_row, skipped)
+            if bad_in_a_row >= cfg.max_bad_steps:
+                raise FloatingPointError(f"{bad_in_a_row} steps in a row had a non-finite loss or gradient (last: "
+                                         f"step {done}); the run stops. Resume with a lower --lr or --grad-clip")
+        bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rec = {"step": done, "loss": float(np.mean(window)) if window else None, "lr": lr,
+                   "grad_norm": grad_norm, "skipped_steps": skipped, **extras}
+            history.append(rec)
+            board.add(done, {f"train/{k}": v for k, v in rec.items() if k != "step"})
+            if main:
+                log.info("step %d: loss %s, lr %.2e, grad norm %.3g, %d skipped%s", done,
+                         "n/a" if rec["loss"] is None else f"{rec['loss']:.4f}", lr, grad_norm, skipped,
+                         "".join(f", {k} {v:.4f}" for k, v in extras.items()))
+            window = []
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            if kind == "hifigan":
+                metrics, samples = evaluate_vocoder(model, data, cfg, device), []
+            else:
+                metrics, samples = evaluate(data, module, done, out if main else None, cfg, device)
+            history.append({"step": done, "eval": True, **metrics})
+            board.add(done, {f"valid/{k}": v for k, v in metrics.items()})
+            if main:
+                log.info("step %d: %s", done, " ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "no valid data")
+                with open(out / "samples.jsonl", "a", encoding="utf-8") as f:
+                    for s in samples:
+                        log.info("ASR sample %s\n  ref: %s\n  hyp: %s", s["id"], s["reference"], s["hypothesis"])
+                        f.write(json.dumps({"step": done, **s}, ensure_ascii=False) + "\n")
+                plot_history(history, out / "training_curves.png")
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            state = {"step": done, "elapsed_s": elapsed, "skipped_steps": skipped, "stream": stream.state_dict(),
+                     "history": json.dumps(history)}
+            save_checkpoint(out, done, model, data, engines, state, cfg.keep_checkpoints, discriminators)
+    bar.close()
+    board.close()
+    model.eval()
+    final = export_final(out, model, data, engine, {"model": kind, "corpus": str(corpus), "step": cfg.steps,
+                                                     "elapsed_s": round(elapsed, 1), "train_config": asdict(cfg),
+                                                     "history": history})
+    return LegacyResult(model, data.vocab, history, start, final)
+
+
+# --- command line ---------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> tuple[str, str, str, LegacyTrainConfig, bool]:
+    """``(model, corpus, out, config, progress)``: ``MODEL --config FILE`` (YAML of :class:`LegacyTrainConfig`
+    fields plus ``corpus`` and ``out``), overridden by a ``--flag`` per field."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", choices=MODELS, help="which baseline to train")
+    p.add_argument("--config", help="YAML file of settings (training/configs/legacy_*.yaml); flags override it")
+    p.add_argument("--corpus", help="manifest-form corpus directory (or `corpus:` in --config)")
+    p.add_argument("--out", help="run directory, resumed when it holds checkpoints (or `out:` in --config)")
+    add_config_arguments(p, LegacyTrainConfig)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    a = vars(p.parse_args(argv))
+    kind, config_file, progress = a.pop("model"), a.pop("config"), a.pop("progress")
+    a.pop("local_rank")
+    cfg, rest = config_from_arguments(a, LegacyTrainConfig, config_file)
+    missing = [k for k in ("corpus", "out") if not rest.get(k)]
+    if missing:
+        p.error(f"give {' and '.join('--' + k for k in missing)} (or put them in --config)")
+    return kind, str(rest["corpus"]), str(rest["out"]), cfg, progress
+
+
+def main(argv: list[str] | None = None) -> LegacyResult:
+    kind, corpus, out, cfg, progress = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    return train(kind, corpus, out, cfg, progress=progress)
+
+
+if __name__ == "__main__":
+    main()
