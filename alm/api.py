@@ -167,15 +167,23 @@ def _no_watermark(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return audio
 
 
-_watermark_hook: WatermarkHook = _no_watermark
+def keyed_watermark(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The default hook: :func:`safety.watermark.watermark_hook` (the keyed watermark with the project's payload;
+    key from ``ALM_WATERMARK_KEY`` / ``ALM_WATERMARK_KEY_FILE``, else the marked development key)."""
+    from safety.watermark import watermark_hook  # lazily: only when audio is generated
+
+    return watermark_hook(audio, sample_rate)
+
+
+_watermark_hook: WatermarkHook = keyed_watermark
 
 
 def set_watermark_hook(fn: WatermarkHook | None) -> WatermarkHook:
     """Install the function every waveform this API generates passes through before it is returned.
 
-    The safety package (:mod:`safety`) installs its keyed watermark embedder here, so that synthesized,
-    translated and continued speech all carry the watermark. Until a hook is installed, and after
-    ``set_watermark_hook(None)``, the hook is the identity.
+    By default the hook is :func:`keyed_watermark` (the safety package's keyed watermark), so that synthesized,
+    translated and continued speech all carry it. ``set_watermark_hook(None)`` turns watermarking off (logged as
+    a warning); so does ``alm.load(..., watermark=False)`` for one model.
 
     Args:
         fn: ``fn(audio, sample_rate) -> audio``: ``audio`` is ``[T]`` float32 in ``[-1, 1]``; it must return a
@@ -186,6 +194,8 @@ def set_watermark_hook(fn: WatermarkHook | None) -> WatermarkHook:
     """
     global _watermark_hook
     previous = _watermark_hook
+    if fn is None:
+        log.warning("watermarking is turned off: audio generated from now on carries no watermark")
     _watermark_hook = _no_watermark if fn is None else fn
     return previous
 
@@ -250,11 +260,14 @@ class AudioLanguageModel:
         self.path = None if path is None else Path(path)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
-                        ) -> AudioLanguageModel:
-        """Load a checkpoint directory (``None``: the shipped default, ``alm/pretrained/default``)."""
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
+                        watermark: bool = True) -> AudioLanguageModel:
+        """Load a checkpoint directory (``None``: the shipped default, ``alm/pretrained/default``).
+        ``watermark=False`` leaves this model's generated audio unmarked (logged as a warning)."""
         path = DEFAULT_CHECKPOINT if path is None else Path(path)
-        return cls(*load_checkpoint(path, device), path=path)
+        model = cls(*load_checkpoint(path, device), path=path)
+        model.watermark = watermark
+        return model
 
     @classmethod
     def from_decoder(cls, model: AlmForCausalLM) -> AudioLanguageModel:
@@ -532,17 +545,30 @@ class AudioLanguageModel:
         if codes is None or codes.shape[-1] == 0:
             log.warning("the model wrote no complete audio frame (is max_new_tokens too small?)")
             return np.zeros(0, dtype=np.float32)
-        wav = self.codec.decode(codes[None].to(self.codec.device))[0]  # [320 F]
-        return apply_watermark(wav.clamp(-1, 1).cpu().numpy().astype(np.float32), self.sample_rate)
+        wav = self.codec.decode(codes[None].to(self.codec.device))[0].clamp(-1, 1).cpu().numpy()  # [320 F]
+        return apply_watermark(wav.astype(np.float32), self.sample_rate) if self.watermark else wav.astype(np.float32)
+
+    @property
+    def watermark(self) -> bool:
+        """Whether generated audio passes through the watermark hook (default ``True``)."""
+        return getattr(self, "_watermark", True)
+
+    @watermark.setter
+    def watermark(self, on: bool) -> None:
+        if not on:
+            log.warning("watermarking is off for this model: the audio it generates carries no watermark")
+        self._watermark = bool(on)
 
 
-def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> AudioLanguageModel:
-    """Load a checkpoint directory, or (``None``) the shipped default model.
+def load(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
+         watermark: bool = True) -> AudioLanguageModel:
+    """Load a checkpoint directory, or (``None``) the shipped default model. Generated audio carries the keyed
+    watermark unless ``watermark=False`` (an explicit opt-out, logged as a warning).
 
     Raises:
         CheckpointError: the directory is missing, incomplete or inconsistent (the message says which).
     """
-    return AudioLanguageModel.from_pretrained(path, device)
+    return AudioLanguageModel.from_pretrained(path, device, watermark=watermark)
 
 
 def _check_language(language: object, what: str = "language") -> str:

@@ -109,8 +109,13 @@ def codec_decode(
     tokens: Path = typer.Argument(..., help="Token file from `alm codec encode`."),
     out: Path = typer.Option(..., "--out", "-o", help="WAV file to write."),
     model: Path | None = typer.Option(None, "--model", help="Saved codec directory (default: the shipped one)."),
+    watermark: bool = typer.Option(True, "--watermark/--no-watermark",
+                                   help="Embed the keyed watermark (turning it off is logged as a warning)."),
 ) -> None:
-    """Decode codec tokens to a 16 kHz WAV."""
+    """Decode codec tokens to a 16 kHz WAV (watermarked: decoded tokens are synthesized speech)."""
+    import numpy as np
+
+    from alm.api import apply_watermark
     from codec import load_codec, save_audio
     from codec.token_file import decode_tokens, load_tokens
 
@@ -119,7 +124,12 @@ def codec_decode(
         wav = decode_tokens(load_tokens(tokens), tok)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
-    save_audio(out, wav.clamp(-1, 1), tok.sample_rate)
+    audio = wav.clamp(-1, 1).cpu().numpy().astype(np.float32)
+    if watermark:
+        audio = apply_watermark(audio, tok.sample_rate)
+    else:
+        logging.getLogger(__name__).warning("--no-watermark: %s carries no watermark", out)
+    save_audio(out, audio, tok.sample_rate)
     typer.echo(f"{tokens} -> {out} ({len(wav) / tok.sample_rate:.2f} s)")
 
 

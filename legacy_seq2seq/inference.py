@@ -16,9 +16,8 @@ Three calls::
     synthesize("runs/legacy-fs2/final", "hello", "runs/legacy-hifigan/final")   # [T] float32 at 16 kHz
 
 Every waveform :func:`synthesize` returns has passed through the **output hook** (:func:`set_output_hook`),
-the identity until one is installed. This package may not import ``alm`` or ``safety``, so the composition root
-(the command line that mounts :mod:`legacy_seq2seq.cli`) installs the project's watermark there, e.g.
-``set_output_hook(alm.api.apply_watermark)``; generated speech then carries it like the ALM's own output.
+by default the project's keyed watermark (:func:`safety.watermark.watermark_hook`), so baseline speech carries it
+like the ALM's own output; ``set_output_hook(None)`` turns it off (logged as a warning).
 
 Text goes through :func:`normalize_text` (Unicode NFC, lower case, single spaces) in training and here alike;
 characters outside the model's vocabulary are dropped with a warning. LAS output ids extend the CharVocab:
@@ -69,7 +68,13 @@ def _identity(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return audio
 
 
-_output_hook: OutputHook = _identity
+def _watermark(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    from safety.watermark import watermark_hook  # lazily: only when speech is generated
+
+    return watermark_hook(audio, sample_rate)
+
+
+_output_hook: OutputHook = _watermark
 
 
 def set_output_hook(fn: OutputHook | None) -> OutputHook:
@@ -77,13 +82,15 @@ def set_output_hook(fn: OutputHook | None) -> OutputHook:
 
     Args:
         fn: ``fn(audio, sample_rate) -> audio`` on ``[T]`` float32 in ``[-1, 1]``, returning a finite array of the
-            same shape (the project wires ``alm.api.apply_watermark`` here); ``None`` restores the identity.
+            same shape (default: the keyed watermark); ``None`` turns the hook off (the identity).
 
     Returns:
         The hook it replaces (to restore it later).
     """
     global _output_hook
     previous = _output_hook
+    if fn is None:
+        logger.warning("the output hook is off: baseline speech generated from now on carries no watermark")
     _output_hook = _identity if fn is None else fn
     return previous
 

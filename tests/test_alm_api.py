@@ -200,7 +200,20 @@ def test_watermark_hook_output_is_returned(model: AudioLanguageModel, wav_file: 
             model.continue_speech(wav_file, seconds=0.1)
     finally:
         set_watermark_hook(previous)
-    assert model.continue_speech(wav_file, seconds=0.1).audio.any()  # identity again
+    assert model.continue_speech(wav_file, seconds=0.1).audio.any()  # the default hook again
+
+
+def test_generated_audio_carries_the_keyed_watermark_by_default(ckpt: Path, wav_file: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from safety.watermark import watermark_hook
+
+    marked = alm.load(ckpt).continue_speech(wav_file, seconds=0.3, include_prompt=True, seed=1).audio
+    with caplog.at_level("WARNING", logger="alm.api"):
+        bare_model = alm.load(ckpt, watermark=False)  # the explicit opt-out is logged
+    assert any("watermarking is off" in r.getMessage() for r in caplog.records)
+    bare = bare_model.continue_speech(wav_file, seconds=0.3, include_prompt=True, seed=1).audio
+    assert not np.array_equal(marked, bare)
+    np.testing.assert_allclose(marked, watermark_hook(bare, SR), atol=1e-6)  # the default hook is the keyed mark
 
 
 def test_generation_options_and_raw_generate(model: AudioLanguageModel, wav_file: Path) -> None:

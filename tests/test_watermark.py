@@ -1,0 +1,249 @@
+"""The keyed watermark: round trip, keys, false positives, robustness, localization, input errors, CLI.
+
+Signals are numpy-made speech-like clips (``safety.attacks.speech_like``: formant-shaped harmonics with a moving
+f0, fricative bursts, pauses) with fixed seeds, so every number here is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from safety import Detection, WatermarkInputError, WatermarkKey, detect, embed, load_key, watermark_hook
+from safety import keys as keys_module
+from safety.attacks import ATTACKS, CODEC_ATTACKS, crop, mix_talker, speech_like, splice, white_noise
+from safety.cli import app
+from safety.watermark import DEFAULT_MESSAGE, FRAME_HOP_S, N_BITS, SAMPLE_RATE
+
+SR = SAMPLE_RATE
+KEY = WatermarkKey.from_secret("test-key")
+OTHER = WatermarkKey.from_secret("another-key")
+MESSAGE = 0xBEEF
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def clip() -> np.ndarray:
+    return speech_like(4.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def marked(clip: np.ndarray) -> np.ndarray:
+    return embed(clip, MESSAGE, key=KEY)
+
+
+def snr_db(clean: np.ndarray, marked: np.ndarray) -> float:
+    noise = marked.astype(np.float64) - clean
+    return float(10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum(noise**2)))
+
+
+def test_round_trip(clip: np.ndarray, marked: np.ndarray) -> None:
+    assert marked.shape == clip.shape and marked.dtype == np.float32 and np.isfinite(marked).all()
+    d = detect(marked, key=KEY)
+    assert isinstance(d, Detection)
+    assert d.detected and d.probability > 0.999 and d.score > d.threshold
+    assert d.payload == MESSAGE
+    assert d.bit_confidence.shape == (N_BITS,) and (d.bit_confidence > 0.5).all()
+    assert d.frame_hop_s == FRAME_HOP_S <= 0.02
+    assert len(d.frame_scores) == pytest.approx(len(clip) / (FRAME_HOP_S * SR), abs=2)
+    assert d.spans and d.spans[0][0] < 0.5 and d.spans[-1][1] > 3.5
+
+
+def test_imperceptibility(clip: np.ndarray, marked: np.ndarray) -> None:
+    from pesq import pesq
+
+    assert snr_db(clip, marked) >= 25.0
+    assert pesq(SR, clip, marked, "wb") >= 4.0
+
+
+def test_wrong_key_and_forgery(clip: np.ndarray, marked: np.ndarray) -> None:
+    assert not detect(marked, key=OTHER).detected  # another key finds nothing
+    forged = embed(clip, MESSAGE, key=OTHER)  # a mark made with another key is not accepted
+    d = detect(forged, key=KEY)
+    assert not d.detected and d.payload is None and d.spans == []
+
+
+def test_false_positives_on_clean_clips() -> None:
+    rng = np.random.default_rng(1234)
+    hits = 0
+    for i in range(200):
+        x = speech_like(float(rng.uniform(1.0, 3.0)), seed=10_000 + i)
+        hits += detect(x, key=KEY).detected
+    assert hits <= 2  # FPR 1e-3 per clip: 0.2 expected; more than 2 in 200 has probability ~0.001
+
+
+def test_localization_on_splice() -> None:
+    x = speech_like(6.0, seed=501)
+    start, end = int(1.5 * SR), int(4.5 * SR)
+    spliced = x.copy()
+    spliced[start:end] = embed(x[start:end], MESSAGE, key=KEY)  # clean - marked - clean, one utterance
+    d = detect(spliced, key=KEY)
+    assert d.detected and d.payload == MESSAGE
+    assert len(d.spans) == 1
+    assert abs(d.spans[0][0] - 1.5) <= 0.1 and abs(d.spans[0][1] - 4.5) <= 0.1
+    # and with separate clips joined around the marked one
+    marked = embed(speech_like(3.0, seed=2), MESSAGE, key=KEY)
+    joined = splice(marked, SR, speech_like(1.0, seed=3), speech_like(1.0, seed=4))
+    assert detect(joined, key=KEY).detected
+
+
+def test_crop_still_decodes() -> None:
+    # continuous speech: a 1.5 s crop holds one period (1.28 s) plus 3 symbols, so every bit is seen about once;
+    # a crop that falls on a pause loses the bits there (the benchmark reports how often)
+    marked = embed(speech_like(4.0, seed=0, pauses=False), MESSAGE, key=KEY)
+    cropped = crop(marked, SR, seconds=1.5, start_s=1.234)  # starts mid-frame, mid-symbol
+    assert len(cropped) == int(1.5 * SR)
+    d = detect(cropped, key=KEY)
+    assert d.detected and d.payload == MESSAGE
+
+
+def test_white_noise_20db_still_detected(marked: np.ndarray) -> None:
+    d = detect(white_noise(marked, SR, snr_db=20.0), key=KEY)
+    assert d.detected
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_run(name: str, marked: np.ndarray) -> None:
+    if name in CODEC_ATTACKS and shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    out = ATTACKS[name](marked, SR)
+    assert out.ndim == 1 and out.dtype == np.float32 and np.isfinite(out).all()
+    if name.startswith("speed"):
+        factor = float(name.split("_")[1])
+        assert abs(len(out) - len(marked) / factor) <= 2
+    elif name.startswith("crop"):
+        assert len(out) == int(1.5 * SR)
+    else:
+        assert len(out) == len(marked)
+
+
+def test_two_signal_attacks(marked: np.ndarray) -> None:
+    other = speech_like(2.0, seed=9)
+    mixed = mix_talker(marked, SR, other, snr_db=10.0)
+    assert mixed.shape == marked.shape and np.isfinite(mixed).all()
+    joined = splice(marked, SR, other, other[:SR])
+    assert len(joined) == len(marked) + len(other) + SR
+
+
+def test_codec_attack_reports_missing_ffmpeg(monkeypatch: pytest.MonkeyPatch, marked: np.ndarray) -> None:
+    from safety import attacks
+
+    monkeypatch.setattr(attacks.shutil, "which", lambda name: None)
+    with pytest.raises(attacks.AttackUnavailableError, match="ffmpeg is not installed"):
+        attacks.mp3(marked, SR)
+
+
+def test_keys_env_file_default(monkeypatch: pytest.MonkeyPatch, tmp_path, caplog) -> None:
+    secret = "correct horse battery staple"
+    monkeypatch.delenv(keys_module.ENV_KEY_FILE, raising=False)
+    monkeypatch.setenv(keys_module.ENV_KEY, secret)
+    from_env = keys_module.configured_key()
+    assert from_env.source == "env" and not from_env.is_default
+    assert from_env == WatermarkKey.from_secret(secret)
+    key_file = tmp_path / "wm.key"
+    key_file.write_text(secret + "\n")
+    assert load_key(key_file) == from_env  # same secret, same key; whitespace stripped
+    monkeypatch.setenv(keys_module.ENV_KEY, "00ff10")  # hex: its bytes are the secret
+    assert keys_module.configured_key() == WatermarkKey.from_secret(bytes.fromhex("00ff10"))
+    monkeypatch.delenv(keys_module.ENV_KEY)
+    monkeypatch.setenv(keys_module.ENV_KEY_FILE, str(key_file))
+    assert keys_module.configured_key() == from_env
+    monkeypatch.delenv(keys_module.ENV_KEY_FILE)
+    default = keys_module.configured_key()
+    assert default.is_default and default != from_env
+    for key in (from_env, default, load_key(key_file)):
+        shown = repr(key) + str(key)
+        assert secret not in shown and key.seed.hex() not in shown and key.seed.hex()[:16] not in shown
+        assert "seed" not in shown
+    # the default key warns once, without key material
+    monkeypatch.setattr(keys_module, "_warned_default", False)
+    with caplog.at_level(logging.WARNING, logger="safety.keys"):
+        embed(speech_like(1.0, seed=5), 1)
+        embed(speech_like(1.0, seed=6), 1)
+    warnings = [r for r in caplog.records if "DEFAULT development key" in r.getMessage()]
+    assert len(warnings) == 1 and default.seed.hex() not in caplog.text
+    with pytest.raises(keys_module.WatermarkKeyError, match="empty"):
+        (tmp_path / "empty.key").write_text("  \n")
+        load_key(tmp_path / "empty.key")
+    with pytest.raises(keys_module.WatermarkKeyError, match="does not exist"):
+        load_key(tmp_path / "missing.key")
+
+
+def test_bad_input(marked: np.ndarray) -> None:
+    with pytest.raises(WatermarkInputError, match="empty"):
+        embed(np.zeros(0, np.float32), 1, key=KEY)
+    with pytest.raises(WatermarkInputError, match="NaN"):
+        detect(np.array([0.0, np.nan, 0.1] * 1000, np.float32), key=KEY)
+    with pytest.raises(WatermarkInputError, match="mono"):
+        embed(np.zeros((2, 16000), np.float32), 1, key=KEY)
+    with pytest.raises(WatermarkInputError, match="floating"):
+        detect(np.zeros(16000, np.int16), key=KEY)
+    with pytest.raises(ValueError, match="message"):
+        embed(marked, 70000, key=KEY)
+    with pytest.raises(WatermarkInputError, match="sample_rate"):
+        detect(marked, key=KEY, sample_rate=10)
+    two_d = embed(marked[None], 5, key=KEY)  # [1, T] in, [1, T] out
+    assert two_d.shape == (1, len(marked))
+    silent = np.zeros(SR * 2, np.float32)
+    out = embed(silent, 5, key=KEY)  # silence stays silent, and carries no mark
+    assert np.isfinite(out).all() and np.abs(out).max() == 0.0
+    d = detect(silent, key=KEY)
+    assert not d.detected and d.payload is None and np.isfinite(d.frame_scores).all()
+
+
+def test_watermark_hook(monkeypatch: pytest.MonkeyPatch, clip: np.ndarray) -> None:
+    monkeypatch.setenv(keys_module.ENV_KEY, "hook-test-secret")
+    out = watermark_hook(clip, SR)
+    assert out.shape == clip.shape and np.isfinite(out).all()
+    assert detect(out).payload == DEFAULT_MESSAGE  # the configured key, the project's message
+    empty = np.zeros(0, np.float32)
+    assert watermark_hook(empty, SR).shape == (0,)  # a generation with no frame passes through
+    sr = 24000  # other rates: the 16 kHz mark is carried over, and detection resamples
+    up = np.interp(np.arange(int(len(clip) * sr / SR)) * SR / sr, np.arange(len(clip)), clip).astype(np.float32)
+    marked_up = watermark_hook(up, sr)
+    assert marked_up.shape == up.shape and snr_db(up, marked_up) >= 25.0
+    assert detect(marked_up, sample_rate=sr).payload == DEFAULT_MESSAGE
+
+
+def test_cli(tmp_path, clip: np.ndarray) -> None:
+    runner = CliRunner()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("cli secret")
+    clean, out = tmp_path / "clean.wav", tmp_path / "marked.wav"
+    sf.write(clean, clip, SR, subtype="PCM_16")
+    result = runner.invoke(app, ["embed", str(clean), "-o", str(out), "--message", "4321", "--key-file", str(key_file)])
+    assert result.exit_code == 0, result.output
+    assert "SNR" in result.stdout
+    result = runner.invoke(app, ["detect", str(out), "--key-file", str(key_file)])
+    assert result.exit_code == 0, result.output
+    assert "WATERMARKED" in result.stdout and "4321" in result.stdout and "spans" in result.stdout
+    result = runner.invoke(app, ["detect", str(clean), "--key-file", str(key_file)])
+    assert result.exit_code == 1 and "not watermarked" in result.stdout
+    result = runner.invoke(app, ["detect", str(out), str(clean), "--json", "--key-file", str(key_file)])
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert [r["watermarked"] for r in rows] == [True, False] and rows[0]["payload"] == 4321
+    assert len(rows[0]["bit_confidence"]) == N_BITS and rows[0]["spans"]
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("this is not audio")
+    for bad in (tmp_path / "missing.wav", bogus):
+        result = runner.invoke(app, ["detect", str(out), str(bad), "--key-file", str(key_file)])
+        assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["detect", str(out), "--key-file", str(tmp_path / "nokey")])
+    assert result.exit_code == 2 and "key file" in result.output
+    result = runner.invoke(app, ["embed", str(clean), "-o", str(out), "--message", "70000"])
+    assert result.exit_code == 2
