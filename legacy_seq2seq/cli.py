@@ -3,6 +3,7 @@
     alm legacy transcribe hello.wav --model runs/legacy-ctc/final
     alm legacy synthesize "good morning" --model runs/legacy-tacotron2/final --vocoder runs/legacy-hifigan/final \\
         -o out.wav
+    alm legacy translate hola.wav --model runs/legacy-translatotron/final --vocoder runs/legacy-hifigan/final -o out.wav
 
 Synthesized audio passes through :func:`legacy_seq2seq.inference.set_output_hook`'s hook (inside
 :func:`legacy_seq2seq.inference.synthesize`), where the composition root installs the project's watermark; this
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import typer
 
-legacy_app = typer.Typer(help="Classic baselines (CTC, RNN-T, LAS; Tacotron 2, FastSpeech 2 + HiFi-GAN).",
-                         no_args_is_help=True)
+legacy_app = typer.Typer(
+    help="Classic baselines (CTC, RNN-T, LAS; Tacotron 2, FastSpeech 2 + HiFi-GAN; Translatotron).",
+    no_args_is_help=True)
 AUDIO_EXTS = (".wav", ".flac", ".ogg")
 
 
@@ -66,6 +68,28 @@ def synthesize(
     with _user_errors():
         acoustic, voc = load_legacy(model, device), load_legacy(vocoder, device)
         audio = run(acoustic, text, voc, device)
+        save_audio(out, audio, voc.features.sample_rate)
+    typer.echo(f"{out} ({len(audio) / voc.features.sample_rate:.2f} s)")
+
+
+@legacy_app.command("translate")
+def translate(
+    file: Path = typer.Argument(..., help="Source speech (Spanish for the shipped recipe): WAV, FLAC, OGG, MP3, ..."),
+    model: Path = typer.Option(..., "--model", help="Translatotron directory (training.train_legacy's final)."),
+    vocoder: Path = typer.Option(..., "--vocoder", help="HiFi-GAN directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
+    device: str = typer.Option("cpu", "--device", help="Torch device."),
+) -> None:
+    """Speech-to-speech translation with Translatotron + HiFi-GAN; the output hook (watermark) applies."""
+    if out.suffix.lower() not in AUDIO_EXTS:
+        raise typer.BadParameter(f"{out}: the output must end in {', '.join(AUDIO_EXTS)}", param_hint="-o")
+    from codec.audio import save_audio
+    from legacy_seq2seq.inference import load_legacy
+    from legacy_seq2seq.inference import translate as run
+
+    with _user_errors():
+        s2st, voc = load_legacy(model, device), load_legacy(vocoder, device)
+        audio = run(s2st, file, voc, device)
         save_audio(out, audio, voc.features.sample_rate)
     typer.echo(f"{out} ({len(audio) / voc.features.sample_rate:.2f} s)")
 

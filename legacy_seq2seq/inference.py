@@ -50,13 +50,15 @@ from legacy_seq2seq.las_decoding import greedy_decode as las_greedy_decode
 from legacy_seq2seq.rnnt import RNNTModel
 from legacy_seq2seq.tacotron2 import Tacotron2
 from legacy_seq2seq.text import CharVocab
+from legacy_seq2seq.translatotron import Translatotron
 
 logger = logging.getLogger(__name__)
 
 VOCAB_NAME = "vocab.json"
 FEATURES_NAME = "features.json"
 MODEL_CLASSES: dict[str, type[torch.nn.Module]] = {
-    cls.__name__: cls for cls in (CTCModel, RNNTModel, LASModel, Tacotron2, FastSpeech2, HiFiGANGenerator)}
+    cls.__name__: cls for cls in (CTCModel, RNNTModel, LASModel, Tacotron2, FastSpeech2, HiFiGANGenerator,
+                                  Translatotron)}
 ASR_CLASSES = (CTCModel, RNNTModel, LASModel)
 TTS_CLASSES = (Tacotron2, FastSpeech2)
 MIN_FRAMES = 16  # shortest feature input: LAS reduces time 8x, the Conformer 4x (and needs 7 frames)
@@ -271,5 +273,35 @@ def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str |
     return apply_output_hook(audio, voc.features.sample_rate)
 
 
+# --- speech-to-speech translation ----------------------------------------------------------------------------
+@torch.no_grad()
+def translate(model: str | os.PathLike | LegacyModel, wav: Any, vocoder: str | os.PathLike | LegacyModel,
+              device: str | torch.device = "cpu") -> np.ndarray:
+    """Translate one utterance speech-to-speech with a Translatotron directory and a HiFi-GAN vocoder directory.
+
+    Args:
+        model: the Translatotron directory (or a loaded one).
+        wav: source speech: an audio file path or a ``[T]`` waveform at 16 kHz.
+        vocoder: the HiFi-GAN directory (or a loaded one), trained on the same log-mel.
+        device: where to run.
+
+    Returns:
+        ``[T']`` float32 target-language waveform at the vocoder's sample rate, after the output hook.
+    """
+    s2st, voc = _loaded(model, device), _loaded(vocoder, device)
+    if not isinstance(s2st.model, Translatotron):
+        raise ValueError(f"{s2st.kind} is not a Translatotron")
+    if not isinstance(voc.model, HiFiGANGenerator):
+        raise ValueError(f"the vocoder directory holds a {voc.kind}, not a HiFiGANGenerator")
+    if s2st.features != voc.features:
+        raise ValueError(f"the Translatotron's features {s2st.features} differ from the vocoder's {voc.features}")
+    feats = features_of(wav, s2st.features)[None].to(next(s2st.model.parameters()).device)  # [1, F, n_mels]
+    out = s2st.model.translate(feats)
+    mel = out.mel[:, : int(out.mel_lengths[0])]  # [1, T, n_mels]
+    wav_out = voc.model(mel.transpose(1, 2).to(next(voc.model.parameters()).device))[0]
+    audio = wav_out.float().clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
+    return apply_output_hook(audio, voc.features.sample_rate)
+
+
 __all__ = ["LegacyModel", "apply_output_hook", "encode_text", "features_of", "las_token_ids", "load_features",
-           "load_legacy", "normalize_text", "save_extras", "set_output_hook", "synthesize", "transcribe"]
+           "load_legacy", "normalize_text", "save_extras", "set_output_hook", "synthesize", "transcribe", "translate"]

@@ -1,10 +1,11 @@
-"""Train a classic baseline on a corpus: CTC, RNN-T, LAS, Tacotron 2, FastSpeech 2 or HiFi-GAN.
+"""Train a classic baseline on a corpus: CTC, RNN-T, LAS, Tacotron 2, FastSpeech 2, HiFi-GAN or Translatotron.
 
     python -m training.train_legacy ctc --config training/configs/legacy_ctc.yaml [--corpus DIR --out DIR] [--flags]
 
 Setup -> train -> save, visibly:
 
-1. utterances of the chosen languages (ASR models: those tagged ``asr``; TTS: ``tts``; HiFi-GAN: all) up to
+1. utterances of the chosen languages (ASR models: those tagged ``asr``; TTS: ``tts``; HiFi-GAN: all;
+   Translatotron: ``source_lang`` utterances tagged ``s2st`` with their ``translation_id`` partner as target) up to
    ``max_seconds``; their log-mel is computed once into a resumable .npy cache (:mod:`training.legacy.data`);
 2. a :class:`legacy_seq2seq.text.CharVocab` of the train split's normalized text (FastSpeech 2: the vocabulary of
    the Tacotron 2 in ``durations_from``, whose alignments give its durations; pitch and energy as described in
@@ -45,9 +46,9 @@ from legacy_seq2seq.tacotron2 import Tacotron2
 from legacy_seq2seq.text import CharVocab
 from training.config import add_config_arguments, config_from_arguments
 from training.data.corpus import read_manifest
-from training.distributed import init_process_group, make_engine, pick_device, process_info
+from training.distributed import broadcast, init_process_group, make_engine, pick_device, process_info
 from training.legacy.checkpoints import export_final, plot_history, resume_checkpoint, save_checkpoint
-from training.legacy.config import ASR_MODELS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
+from training.legacy.config import ASR_MODELS, LANGS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
 from training.legacy.data import (
     MIN_FRAMES,
     BatchStream,
@@ -74,8 +75,8 @@ from training.tensorboard import TensorBoard
 
 log = logging.getLogger(__name__)
 
-CLASS_NAMES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",
-               "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator"}  # config.json's model_class
+CLASS_NAMES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",  # model_class
+               "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator", "translatotron": "Translatotron"}
 
 
 @dataclass
@@ -89,11 +90,14 @@ class LegacyResult:
     final: Path  # OUT/final
 
 
-def lr_at(step: int, cfg: LegacyTrainConfig) -> float:
-    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+def lr_at(step: int, cfg: LegacyTrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio`` at ``steps`` or,
+    with a time budget (``max_minutes``), at whichever of the two comes first (``elapsed_s``: training seconds)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    if cfg.max_minutes:
+        t = max(t, min(1.0, elapsed_s / (60 * cfg.max_minutes)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -105,17 +109,33 @@ def _optimizer(module: torch.nn.Module, cfg: LegacyTrainConfig, beta1: float = 0
 def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVocab | None, features: FeatureConfig,
                  progress: bool) -> LegacyData:
     """Select utterances, fill the caches (log-mel; FastSpeech 2: prosody and durations) and wrap them."""
-    task = "asr" if kind in ASR_MODELS else "tts" if kind in TTS_MODELS else None
-    utts = [u for u in select_utterances(read_manifest(corpus), task, cfg.lang_list(), normalize_text)
+    records = read_manifest(corpus)
+    task = "asr" if kind in ASR_MODELS else "tts" if kind in TTS_MODELS else "s2st" if kind == "translatotron" else None
+    langs = (cfg.source_lang,) if kind == "translatotron" else cfg.lang_list()
+    utts = [u for u in select_utterances(records, task, langs, normalize_text)
             if u.seconds <= cfg.max_seconds and u.split in ("train", "valid")]
+    targets: dict[str, Any] = {}
+    if kind == "translatotron":  # each source utterance's translation (another language, another voice)
+        by_id = {r["id"]: r for r in records}
+        partner = {u.id: by_id.get(by_id[u.id].get("translation_id", "")) for u in utts}
+        wanted = [r for r in partner.values() if r is not None and r["lang"] != cfg.source_lang]
+        spoken = {t.id: t for t in select_utterances(wanted, None, LANGS, normalize_text)
+                  if t.seconds <= cfg.max_seconds}
+        targets = {u.id: spoken[partner[u.id]["id"]] for u in utts
+                   if partner[u.id] and partner[u.id]["id"] in spoken}
+        utts = [u for u in utts if u.id in targets]
     root = Path(cfg.cache_dir) if cfg.cache_dir else corpus / "legacy_features"
     mels = feature_cache(root, features)
-    mels.fill(utts, lambda u: compute_log_mel(u, features), "log-mel", progress)
+    mels.fill(utts + list({t.id: t for t in targets.values()}.values()), lambda u: compute_log_mel(u, features),
+              "log-mel", progress)
     utts = [u for u in utts if mels.load(u.id).shape[0] >= MIN_FRAMES]
+    utts = [u for u in utts if u.id not in targets or mels.load(targets[u.id].id).shape[0] >= MIN_FRAMES]
     if vocab is None and kind != "hifigan":
-        vocab = CharVocab.from_texts(u.text for u in utts if u.split == "train")
+        train_text = [u.text for u in utts if u.split == "train"] + [targets[u.id].text for u in utts
+                                                                      if u.split == "train" and u.id in targets]
+        vocab = CharVocab.from_texts(train_text)
     data = LegacyData(kind, vocab, features, [u for u in utts if u.split == "train"],
-                      [u for u in utts if u.split == "valid"], mels)
+                      [u for u in utts if u.split == "valid"], mels, targets=targets)
     if kind == "fastspeech2":
         data.prosody = NpyCache(root / f"prosody-{fingerprint(asdict(features))}")
 
@@ -197,7 +217,8 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
     else:
         module = LossModule(kind, model)
         engines = [make_engine(module, _optimizer(module, cfg), cfg, device)]
-        seconds = {u.id: u.seconds for u in data.train}
+        seconds = {u.id: u.seconds + (data.targets[u.id].seconds if u.id in data.targets else 0.0)
+                   for u in data.train}
     engine, info = engines[0], engines[0].info
     stream = BatchStream(seconds, cfg.batch_seconds, cfg.max_batch_size, cfg.seed)
     step, elapsed, skipped, history = 0, 0.0, 0, []
@@ -211,6 +232,7 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         step, elapsed, skipped = int(trainer["step"]), float(trainer["elapsed_s"]), int(trainer["skipped_steps"])
         history = json.loads(trainer["history"])
     start, main = step, info.is_main
+    done = start
 
     def take() -> list[str]:  # every process draws the same stream and keeps every world_size-th batch
         return [stream.next() for _ in range(info.world_size)][info.rank]
@@ -222,7 +244,7 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
                unit="step")
     for step in bar:
         t0 = time.time()
-        lr = lr_at(step, cfg)
+        lr = lr_at(step, cfg, elapsed)
         for e in engines:
             e.set_lr(lr)
         if kind == "hifigan":
@@ -257,7 +279,11 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
                 raise FloatingPointError(f"{bad_in_a_row} steps in a row had a non-finite loss or gradient (last: "
                                          f"step {done}); the run stops. Resume with a lower --lr or --grad-clip")
         bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        out_of_time = bool(cfg.max_minutes) and elapsed >= 60 * cfg.max_minutes
+        if cfg.max_minutes and info.world_size > 1:  # every process stops at the same step: the main one's clock
+            out_of_time = bool(broadcast(out_of_time, info))
+        last = done == cfg.steps or out_of_time
+        if done % cfg.log_every == 0 or last:
             rec = {"step": done, "loss": float(np.mean(window)) if window else None, "lr": lr,
                    "grad_norm": grad_norm, "skipped_steps": skipped, **extras}
             history.append(rec)
@@ -267,7 +293,7 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
                          "n/a" if rec["loss"] is None else f"{rec['loss']:.4f}", lr, grad_norm, skipped,
                          "".join(f", {k} {v:.4f}" for k, v in extras.items()))
             window = []
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        if done % cfg.eval_every == 0 or last:
             if kind == "hifigan":
                 metrics, samples = evaluate_vocoder(model, data, cfg, device), []
             else:
@@ -281,14 +307,17 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
                         log.info("ASR sample %s\n  ref: %s\n  hyp: %s", s["id"], s["reference"], s["hypothesis"])
                         f.write(json.dumps({"step": done, **s}, ensure_ascii=False) + "\n")
                 plot_history(history, out / "training_curves.png")
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+        if done % cfg.ckpt_every == 0 or last:
             state = {"step": done, "elapsed_s": elapsed, "skipped_steps": skipped, "stream": stream.state_dict(),
                      "history": json.dumps(history)}
             save_checkpoint(out, done, model, data, engines, state, cfg.keep_checkpoints, discriminators)
+        if out_of_time:
+            log.info("time budget of %.1f min reached at step %d", cfg.max_minutes, done)
+            break
     bar.close()
     board.close()
     model.eval()
-    final = export_final(out, model, data, engine, {"model": kind, "corpus": str(corpus), "step": cfg.steps,
+    final = export_final(out, model, data, engine, {"model": kind, "corpus": str(corpus), "step": done,
                                                      "elapsed_s": round(elapsed, 1), "train_config": asdict(cfg),
                                                      "history": history})
     return LegacyResult(model, data.vocab, history, start, final)

@@ -18,9 +18,10 @@ from legacy_seq2seq.inference import las_token_ids
 from legacy_seq2seq.las import LASConfig
 from legacy_seq2seq.rnnt import RNNTConfig
 from legacy_seq2seq.tacotron2 import Tacotron2Config, tacotron2_tiny
+from legacy_seq2seq.translatotron import TranslatotronConfig, translatotron_tiny
 from training.config import TrainConfig
 
-MODELS = ("ctc", "rnnt", "las", "tacotron2", "fastspeech2", "hifigan")
+MODELS = ("ctc", "rnnt", "las", "tacotron2", "fastspeech2", "hifigan", "translatotron")
 ASR_MODELS = ("ctc", "rnnt", "las")
 TTS_MODELS = ("tacotron2", "fastspeech2")
 PRESETS = ("debug", "cpu", "paper")
@@ -35,6 +36,7 @@ class LegacyTrainConfig(TrainConfig):
     bf16: bool = False  # fp32 by default: CTC/RNN-T losses, LSTMs and GAN training are precision-sensitive
     preset: str = "cpu"  # debug | cpu | paper (model sizes: :func:`model_config`)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # extra model-config fields over the preset
+    max_minutes: float = 0.0  # > 0: a time budget; training stops there and the lr decay is timed to end with it
     # data
     batch_seconds: float = 60.0  # seconds of audio per micro-batch (padding not counted)
     max_batch_size: int = 32  # utterances (or vocoder segments) per micro-batch at most
@@ -50,6 +52,8 @@ class LegacyTrainConfig(TrainConfig):
     durations_from: str | None = None  # a trained Tacotron 2 directory: durations from its alignments (required)
     # HiFi-GAN
     vocoder_segment_s: float = 0.5  # waveform segment per training example
+    # Translatotron: source speech in source_lang -> target speech in the other language of the corpus pair
+    source_lang: str = "es"
 
     def validate(self) -> None:
         super().validate()
@@ -62,8 +66,12 @@ class LegacyTrainConfig(TrainConfig):
             problems.append(f"langs={self.langs!r}: only {', '.join(LANGS)}")
         if self.batch_seconds <= 0 or self.max_batch_size < 1 or self.max_seconds <= 0:
             problems.append("batch_seconds, max_batch_size and max_seconds must be positive")
+        if self.max_minutes < 0:
+            problems.append(f"max_minutes={self.max_minutes} must be >= 0 (0: no time budget)")
         if self.vocoder_segment_s <= 0 or self.num_samples < 0 or self.eval_utterances < 1:
             problems.append("vocoder_segment_s and eval_utterances must be positive, num_samples >= 0")
+        if self.source_lang not in LANGS:
+            problems.append(f"source_lang={self.source_lang!r}: only {', '.join(LANGS)}")
         if problems:
             raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
 
@@ -133,8 +141,23 @@ def _hifigan(preset: str, vocab_size: int, n_mels: int) -> HiFiGANConfig:
     return replace(hifigan_cpu() if preset == "cpu" else hifigan_v1(), n_mels=n_mels)
 
 
+def _translatotron(preset: str, vocab_size: int, n_mels: int) -> TranslatotronConfig:
+    # One character vocabulary covers both languages' auxiliary decoders. The corpus speaks a pair's two sides in
+    # different synthetic voices, so the cpu preset leaves the speaker encoder out (speaker_dim 0): there is no
+    # source voice in the target audio to keep, and the paper's encoder is pretrained on far more speakers.
+    if preset == "debug":
+        return translatotron_tiny(n_mels, vocab_size, vocab_size)
+    if preset == "cpu":
+        return TranslatotronConfig(n_mels, vocab_size, vocab_size, frame_stack=2, encoder_layers=4, encoder_dim=256,
+                                   speaker_dim=0, aux_source_layer=2, aux_target_layer=3, aux_hidden=128,
+                                   aux_embed_dim=64, aux_attention_dim=64, prenet_dim=128, attention_rnn_dim=256,
+                                   decoder_rnn_dim=256, attention_dim=128, location_n_filters=16, postnet_dim=256,
+                                   guided_attention_weight=1.0)
+    return TranslatotronConfig(n_mels, vocab_size, vocab_size)
+
+
 _FACTORIES = {"ctc": _ctc, "rnnt": _rnnt, "las": _las, "tacotron2": _tacotron2, "fastspeech2": _fastspeech2,
-              "hifigan": _hifigan}
+              "hifigan": _hifigan, "translatotron": _translatotron}
 
 
 def model_config(kind: str, preset: str, vocab_size: int, n_mels: int,

@@ -9,6 +9,9 @@ Batches (tensors on the device) by model, ``B`` utterances, ``T`` frames, ``U`` 
     tacotron2     text_ids [B, L], text_lengths [B], mels [B, T, n_mels], mel_lengths [B], attention_weight
     fastspeech2   text_ids, text_lengths, durations [B, L], pitch [B, T], energy [B, T], mels [B, T, n_mels]
     hifigan       wav [B, S] (random segments; the generator reads their log-mel)
+    translatotron src_mel [B, T_s, n_mels], src_lengths, tgt_mel [B, T, n_mels], tgt_lengths, source_ids [B, U_s],
+                  target_ids [B, U_t] (0-padded characters of both sides, for the auxiliary decoders),
+                  attention_weight
 """
 
 from __future__ import annotations
@@ -55,13 +58,19 @@ class LegacyData:
     mels: NpyCache
     prosody: NpyCache | None = None
     durations: NpyCache | None = None
+    targets: dict[str, Utterance] = field(default_factory=dict)  # Translatotron: source id -> target utterance
     ids: dict[str, list[int]] = field(default_factory=dict)  # utterance id -> symbol ids
 
     def __post_init__(self) -> None:
         if self.vocab is not None:
-            self.ids = {u.id: text_ids(self.vocab, u.text) for u in self.train + self.valid}
-            self.train = [u for u in self.train if self.ids[u.id]]
-            self.valid = [u for u in self.valid if self.ids[u.id]]
+            every = self.train + self.valid + list(self.targets.values())
+            self.ids = {u.id: text_ids(self.vocab, u.text) for u in every}
+
+            def spelled(u: Utterance) -> bool:  # a pair needs characters on both sides
+                return bool(self.ids[u.id]) and (u.id not in self.targets or bool(self.ids[self.targets[u.id].id]))
+
+            self.train = [u for u in self.train if spelled(u)]
+            self.valid = [u for u in self.valid if spelled(u)]
         self.by_id = {u.id: u for u in self.train + self.valid}
 
 
@@ -83,12 +92,17 @@ class LossModule(nn.Module):
             return m(b["features"], b["lengths"], b["targets"]).loss
         if self.kind == "tacotron2":
             return m(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"], float(b["attention_weight"])).loss
+        if self.kind == "translatotron":
+            return m(b["src_mel"], b["src_lengths"], b["tgt_mel"], b["tgt_lengths"], b["source_ids"], b["target_ids"],
+                     attention_loss_weight=float(b["attention_weight"])).loss
         return m(b["text_ids"], b["text_lengths"], b["durations"], b["pitch"], b["energy"], b["mels"]).loss
 
 
 def make_batch(data: LegacyData, ids: list[str], device: torch.device, attention_weight: float = 0.0
                ) -> dict[str, Any]:
     """The model inputs of utterances ``ids`` (see the module docstring)."""
+    if data.kind == "translatotron":
+        return translatotron_batch(data, ids, device, attention_weight)
     mels, mel_lengths = pad_stack([np.asarray(data.mels.load(i)) for i in ids])
     t = {"mels": torch.from_numpy(mels), "mel_lengths": torch.from_numpy(mel_lengths)}
     end = [las_token_ids(data.vocab)[2]] if data.kind == "las" else []
@@ -107,6 +121,19 @@ def make_batch(data: LegacyData, ids: list[str], device: torch.device, attention
             prosody = pad_stack([np.asarray(data.prosody.load(i)).T for i in ids])[0]  # [B, T, 2]
             b["pitch"], b["energy"] = torch.from_numpy(prosody[..., 0]), torch.from_numpy(prosody[..., 1])
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+
+
+def translatotron_batch(data: LegacyData, ids: list[str], device: torch.device, attention_weight: float = 0.0
+                        ) -> dict[str, Any]:
+    """Translatotron inputs: source and target log-mel and both sides' character ids (see the module docstring)."""
+    tgt = [data.targets[i].id for i in ids]
+    src_mel, src_lengths = pad_stack([np.asarray(data.mels.load(i)) for i in ids])
+    tgt_mel, tgt_lengths = pad_stack([np.asarray(data.mels.load(i)) for i in tgt])
+    source_ids = pad_stack([np.array(data.ids[i], dtype=np.int64) for i in ids])[0]
+    target_ids = pad_stack([np.array(data.ids[i], dtype=np.int64) for i in tgt])[0]
+    b = {"src_mel": src_mel, "src_lengths": src_lengths, "tgt_mel": tgt_mel, "tgt_lengths": tgt_lengths,
+         "source_ids": source_ids, "target_ids": target_ids}
+    return {**{k: torch.from_numpy(v).to(device) for k, v in b.items()}, "attention_weight": attention_weight}
 
 
 def valid_batches(utts: list[Utterance], batch_seconds: float, max_batch_size: int) -> list[list[str]]:
@@ -155,6 +182,11 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
             mask = (torch.arange(b["mels"].shape[1], device=device)[None] < b["mel_lengths"][:, None])[..., None]
             l1_sum += float(((o.mel_after - b["mels"]).abs() * mask).sum())
             l1_frames += float(mask.sum()) * b["mels"].shape[2]
+        elif kind == "translatotron":
+            o = model(b["src_mel"], b["src_lengths"], b["tgt_mel"], b["tgt_lengths"])
+            mask = (torch.arange(b["tgt_mel"].shape[1], device=device)[None] < b["tgt_lengths"][:, None])[..., None]
+            l1_sum += float(((o.mel_after - b["tgt_mel"]).abs() * mask).sum())
+            l1_frames += float(mask.sum()) * b["tgt_mel"].shape[2]
         elif kind == "fastspeech2":
             o = model(b["text_ids"], b["text_lengths"], b["durations"], b["pitch"], b["energy"], b["mels"])
             frames = float(o.mel_lengths.sum())
@@ -163,11 +195,14 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
         metrics["valid_loss"] = total / count
     if l1_frames:
         metrics["mel_l1"] = l1_sum / l1_frames
-    if valid and out is not None and kind in ("las", "tacotron2"):
+    if valid and out is not None and kind in ("las", "tacotron2", "translatotron"):
         b = make_batch(data, [valid[0].id], device)
         if kind == "las":
             att = model(b["features"], b["lengths"], b["targets"]).attention[0]  # [U, T']
             labels = ("listener frame", "output character")
+        elif kind == "translatotron":
+            att = model(b["src_mel"], b["src_lengths"], b["tgt_mel"], b["tgt_lengths"]).alignments[0]  # [T_r, T']
+            labels = ("source encoder frame", "decoder step")
         else:
             att = model(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"]).alignments[0]  # [T_r, L]
             labels = ("text symbol", "decoder step")
