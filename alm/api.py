@@ -16,6 +16,16 @@ generation) and :meth:`AudioLanguageModel.finish` (ids -> a result dataclass; co
 Audio arguments are a path, encoded bytes, or a waveform (``np.ndarray`` / ``torch.Tensor``) at 16 kHz unless
 ``sample_rate=`` says otherwise. Every waveform the API generates passes through the watermark hook
 (:func:`set_watermark_hook`) before it is returned.
+
+Long inputs (:mod:`alm.longform`): ``transcribe``, ``understand`` and ``translate_speech`` take audio of any length;
+audio longer than one chunk (``model.longform.max_chunk_s``, at most what the context holds) is streamed, cut at
+pauses by a voice-activity detector and decoded chunk by chunk, and ``result.segments`` gives each chunk's
+``(start, end, text)``. ``synthesize`` splits text of several sentences and speaks them one by one in one voice.
+The stage methods (``prepare`` / ``run`` / ``finish``) take one chunk-sized input each.
+
+Hallucination guards (:mod:`alm.guards`, ``model.guards``): audio that is clearly not speech (silence, noise,
+steady tones, clicks) gives the empty result without generating; an output that loops ("thank you thank you
+thank you") is decoded again with fallback settings (:meth:`AudioLanguageModel.guard_output`).
 """
 
 from __future__ import annotations
@@ -34,6 +44,25 @@ import torch
 
 from alm.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
 from alm.generation import MAX_AUDIO_SECONDS, STRATEGIES, generate_for_task, max_new_tokens_for, source_length
+from alm.guards import (
+    FALLBACKS,
+    GuardConfig,
+    SpeechCheck,
+    collapse_repetition,
+    is_repetitive,
+    repetition_score,
+    speech_presence,
+)
+from alm.longform import (
+    MIN_CHUNK_S,
+    LongformConfig,
+    Segment,
+    max_chunk_seconds,
+    run_long_audio,
+    source_duration,
+    split_sentences,
+    synthesize_long,
+)
 from alm.model import AlmForCausalLM
 from alm.prompts import (
     asr_prompt,
@@ -67,11 +96,14 @@ class TranscriptionResult:
         text: the transcript in spoken form (``""`` for silent audio).
         language: the language transcribed (given or detected); ``None`` for silent audio of unknown language.
         tokens: the transcript's ids in the shared vocabulary (text range).
+        segments: ``(start, end, text, language)`` per stretch of speech, times in seconds of the input (one
+            segment for short audio; one per chunk for long audio; none when nothing was said).
     """
 
     text: str
     language: str | None
     tokens: list[int]
+    segments: tuple[Segment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,11 +114,14 @@ class SpeechResult:
         audio: ``[T]`` float32 in ``[-1, 1]``, watermarked.
         sample_rate: Hz (16000).
         text: for speech translation, the target-language text when the model wrote it; else ``None``.
+        segments: where each sentence (synthesis) or translated chunk (translation) lies in ``audio``, in
+            seconds, with its text (``""`` for a translated chunk whose text the model did not write).
     """
 
     audio: np.ndarray
     sample_rate: int
     text: str | None = None
+    segments: tuple[Segment, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -101,11 +136,13 @@ class SpeechResult:
 @dataclass(frozen=True)
 class UnderstandingResult:
     """SLU output: ``intent`` (``""`` when none could be read), ``slots`` name -> spoken value, and the raw
-    ``text`` the model wrote (``intent | slot = value | ...``)."""
+    ``text`` the model wrote (``intent | slot = value | ...``). For long audio, these are the first chunk's
+    with an intent, and ``segments`` holds every chunk's raw text with its times in the input."""
 
     intent: str
     slots: dict[str, str]
     text: str
+    segments: tuple[Segment, ...] = ()
 
 
 # --- generation options --------------------------------------------------------------------------------------
@@ -242,6 +279,8 @@ class TaskJob:
     s2st_text: bool | None = None
     max_new_tokens: int | None = None
     prompt_codes: torch.Tensor | None = None  # [K, F] continuation prompt, to prepend to the output
+    duration: float | None = None  # seconds of input speech (ASR / SLU / S2ST), for the result's segment
+    text: str | None = None  # TTS: the text in spoken form, for the result's segment
 
 
 Result = TranscriptionResult | SpeechResult | UnderstandingResult
@@ -258,6 +297,8 @@ class AudioLanguageModel:
                  path: str | os.PathLike | None = None) -> None:
         self.model, self.vocab, self.codec, self.units = model.eval(), vocab, codec, units
         self.path = None if path is None else Path(path)
+        self.guards = GuardConfig()  # hallucination guards; GuardConfig(enabled=False) turns them off
+        self.longform = LongformConfig()  # how long audio is chunked and long text split
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
@@ -368,8 +409,25 @@ class AudioLanguageModel:
 
     def _do(self, task: str, source: Any, options: dict[str, Any], **task_options: Any) -> Any:
         opts = GenerationOptions(**options)  # validate before any work
+        if task in ("asr", "slu", "s2st") and self._is_long(task, source, task_options):
+            return run_long_audio(self, task, source, opts, config=self.longform, **task_options)
+        if task == "tts" and isinstance(source, str) and task_options.get("language") in LANGUAGES:
+            sentences = split_sentences(source, task_options["language"], self.longform.max_sentence_words)
+            if len(sentences) > 1:
+                return synthesize_long(self, sentences, task_options["language"], task_options.get("voice"), opts,
+                                       sample_rate=task_options.get("sample_rate"), config=self.longform)
         job = self.prepare(task, source, **task_options)
         return self.finish(job, *self.run(job, opts))
+
+    def _is_long(self, task: str, source: Any, task_options: dict[str, Any]) -> bool:
+        """Whether ``source`` is longer than one chunk: then it goes through :mod:`alm.longform`. Arguments
+        the one-chunk path would refuse (unknown languages) are checked first, so the error is the same."""
+        for key in ("language", "source_language", "target_language"):
+            if task_options.get(key) is not None or key == "target_language" and task == "s2st":
+                _check_language(task_options.get(key), key)
+        duration = source_duration(source, task_options.get("sample_rate"))
+        limit = min(self.longform.max_chunk_s, max_chunk_seconds(self, task))
+        return duration is not None and limit >= MIN_CHUNK_S and duration > limit
 
     # --- stages --------------------------------------------------------------------------------------------
     def prepare(self, task: str, source: Any, **task_options: Any) -> TaskJob:
@@ -388,48 +446,95 @@ class AudioLanguageModel:
             return job.language, []
         outputs = {lang: self._generate(job, prompt, options) for lang, prompt in job.candidates.items()}
         if len(outputs) == 1:
-            return next(iter(outputs.items()))
-        scores = {lang: self._mean_logprob(job.candidates[lang], ids) for lang, ids in outputs.items()}
-        best = max(scores, key=lambda lang: scores[lang])
-        log.debug("%s language scores %s -> %s", job.task, scores, best)
-        return best, outputs[best]
+            best = next(iter(outputs))
+        else:
+            scores = {lang: self._mean_logprob(job.candidates[lang], ids) for lang, ids in outputs.items()}
+            best = max(scores, key=lambda lang: scores[lang])
+            log.debug("%s language scores %s -> %s", job.task, scores, best)
+        return best, self.guard_output(job, best, outputs[best], options)
+
+    def guard_output(self, job: TaskJob, language: str | None, generated: list[int],
+                     options: GenerationOptions | None = None) -> list[int]:
+        """The repetition guard, part of :meth:`run` (batched decoders call it on each job's output).
+
+        When the text of ``generated`` loops (:func:`alm.guards.is_repetitive`), the candidate prompt of
+        ``language`` is decoded again with each of :data:`alm.guards.FALLBACKS` in turn (sampling seeded with
+        ``options.seed`` or 0, without touching the caller's RNG state); the first output that does not loop is
+        returned. When all loop, the least repetitive one is kept, its loops cut to one copy (text tasks).
+
+        Returns:
+            The new ids ``[G]`` to pass to :meth:`finish`.
+        """
+        text = parse_output(self.vocab, job.task, generated, self.num_codebooks).text
+        if not self.guards.enabled or not text or not is_repetitive(text, self.guards):
+            return generated
+        options = options or GenerationOptions()
+        prompt = job.candidates[language]
+        log.info("%s output loops (%r): decoding again with fallbacks", job.task, text[:80])
+        tried = [(repetition_score(text, self.guards), generated)]
+        for settings, extra in FALLBACKS:
+            fallback = GenerationOptions(**settings, max_new_tokens=options.max_new_tokens,
+                                         seed=options.seed if options.seed is not None else 0)
+            with torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else []):
+                ids = self._generate(job, prompt, fallback, **extra)
+            text = parse_output(self.vocab, job.task, ids, self.num_codebooks).text or ""
+            if not is_repetitive(text, self.guards):
+                log.info("fallback %s gave %r", settings, text[:80])
+                return ids
+            tried.append((repetition_score(text, self.guards), ids))
+        ids = min(tried, key=lambda t: t[0])[1]
+        if job.task not in ("asr", "slu"):
+            return ids
+        text = collapse_repetition(parse_output(self.vocab, job.task, ids).text or "", self.guards)
+        log.info("every fallback loops: kept %r with its loops cut", text[:80])
+        return [self.vocab.token_id("<text>"), *self.vocab.encode_text(text), self.vocab.token_id("</text>"),
+                self.vocab.eos_id]
 
     def finish(self, job: TaskJob, language: str | None, generated: list[int]) -> Result:
         """Stage 3: generated ids -> the task's result (waveforms decoded and watermarked)."""
+        return self._finish(job, language, generated)
+
+    def _finish(self, job: TaskJob, language: str | None, generated: list[int], mark: bool = True) -> Result:
+        """:meth:`finish`; ``mark=False`` leaves a waveform unmarked, for :mod:`alm.longform` to join pieces and
+        mark the whole once (never returned to a caller unmarked)."""
         out = parse_output(self.vocab, job.task, generated, self.num_codebooks)
-        if job.task == "asr":
+        if job.task in ("asr", "slu"):
             text = (out.text or "").strip()
-            return TranscriptionResult(text, language, [i for i in generated if i in self.vocab.text])
-        if job.task == "slu":
-            text = (out.text or "").strip()
-            intent, slots = parse_slu(text)
-            return UnderstandingResult(intent, slots, text)
+            segments = (Segment(0.0, job.duration, text, language),) if text and job.duration else ()
+            if job.task == "slu":
+                return UnderstandingResult(*parse_slu(text), text, segments)
+            return TranscriptionResult(text, language, [i for i in generated if i in self.vocab.text], segments)
         codes = out.codes
         if job.prompt_codes is not None:
             codes = job.prompt_codes if codes is None else torch.cat([job.prompt_codes, codes], dim=1)
         text = out.text.strip() if job.task == "s2st" and out.text is not None else None
-        return SpeechResult(self._waveform(codes), self.sample_rate, text)
+        wav = self._decode(codes)
+        seconds = len(wav) / self.sample_rate
+        segments = () if job.task == "continue" or not len(wav) else (
+            (Segment(0.0, seconds, job.text or "", language),) if job.task == "tts" else
+            (Segment(0.0, seconds, text or "", None),))
+        return SpeechResult(self._mark(wav) if mark else wav, self.sample_rate, text, segments)
 
     # --- preparation per task ------------------------------------------------------------------------------
     def _prepare_asr(self, audio: AudioInput, language: str | None = None, sample_rate: int | None = None
                      ) -> TaskJob:
         langs = LANGUAGES if language is None else (_check_language(language),)
         wav = self._load_wav(audio, sample_rate)
-        if _is_silent(wav):
+        if not self._has_speech(wav):
             return TaskJob("asr", {}, language)
         units, codes = self._units(wav), self._input_codes(wav)
         return TaskJob("asr", {lang: self._speech(asr_prompt(self.vocab, lang, units), codes) for lang in langs},
-                       language)
+                       language, duration=len(wav) / SAMPLE_RATE)
 
     def _prepare_slu(self, audio: AudioInput, language: str | None = "en", sample_rate: int | None = None
                      ) -> TaskJob:
         langs = LANGUAGES if language is None else (_check_language(language),)
         wav = self._load_wav(audio, sample_rate)
-        if _is_silent(wav):
+        if not self._has_speech(wav):
             return TaskJob("slu", {}, language)
         units, codes = self._units(wav), self._input_codes(wav)
         return TaskJob("slu", {lang: self._speech(slu_prompt(self.vocab, lang, units), codes) for lang in langs},
-                       language)
+                       language, duration=len(wav) / SAMPLE_RATE)
 
     def _prepare_tts(self, text: str, language: str = "en", voice: AudioInput | None = None,
                      sample_rate: int | None = None) -> TaskJob:
@@ -442,8 +547,12 @@ class AudioLanguageModel:
         if not any(ch.isalnum() for ch in spoken):
             raise ValueError(f"text {text!r} has no letters or digits: there is nothing to say")
         voice_codes = None if voice is None else self._voice_codes(self._load_wav(voice, sample_rate, "voice"))
+        return self._tts_job(spoken, language, voice_codes)
+
+    def _tts_job(self, spoken: str, language: str, voice_codes: torch.Tensor | None) -> TaskJob:
+        """A TTS job for text already in spoken form and voice codes ``[K, F]`` (or ``None``)."""
         return TaskJob("tts", {language: tts_prompt(self.vocab, language, spoken, voice_codes, self._voice_frames())},
-                       language)
+                       language, text=spoken)
 
     def _prepare_s2st(self, audio: AudioInput, target_language: str | None = None, source_language: str | None = None,
                       voice: AudioInput | None = None, sample_rate: int | None = None) -> TaskJob:
@@ -458,12 +567,15 @@ class AudioLanguageModel:
         wav = self._load_wav(audio, sample_rate)
         if _is_silent(wav):
             raise AudioInputError("the audio is silent: there is no speech to translate")
+        check = self._speech_check(wav)
+        if not check:
+            raise AudioInputError(f"the audio holds no speech ({check.reason}): there is nothing to translate")
         units, codes = self._units(wav), self._input_codes(wav)
         voice_wav = wav if voice is None else self._load_wav(voice, sample_rate, "voice")
         voice_codes = self._voice_codes(voice_wav)
         frames = self._voice_frames()
         return TaskJob("s2st", {src: self._speech(s2st_prompt(self.vocab, src, tgt, units, voice_codes, frames), codes)
-                                for src in sources}, source_language)
+                                for src in sources}, source_language, duration=len(wav) / SAMPLE_RATE)
 
     def _prepare_continue(self, audio: AudioInput, seconds: float = 3.0, include_prompt: bool = False,
                           sample_rate: int | None = None) -> TaskJob:
@@ -495,6 +607,20 @@ class AudioLanguageModel:
             raise AudioInputError("the voice prompt is silent: give a recording of the voice to imitate, or none")
         return wav
 
+    def _speech_check(self, wav: torch.Tensor) -> SpeechCheck:
+        """Silent, or (with the guards on) clearly not speech: :func:`alm.guards.speech_presence`."""
+        if _is_silent(wav):
+            return SpeechCheck(False, "silence", {})
+        if not self.guards.enabled:
+            return SpeechCheck(True, "not checked", {})
+        check = speech_presence(wav, self.guards)
+        if not check:
+            log.info("no speech in %.2f s of audio (%s): nothing to decode", len(wav) / SAMPLE_RATE, check.reason)
+        return check
+
+    def _has_speech(self, wav: torch.Tensor) -> bool:
+        return self._speech_check(wav).is_speech
+
     def _units(self, wav: torch.Tensor) -> list[int]:
         """Prompt units of ``wav``; none for a model that reads speech as codec tokens only (the units segment is
         replaced by :meth:`_speech`, so encoding them would be wasted)."""
@@ -518,7 +644,7 @@ class AudioLanguageModel:
         """``[K, F]`` codes of the first ``config.voice_seconds`` of ``wav`` (the length the model was trained on)."""
         return self.codec.encode(wav[: int(self.model.config.voice_seconds * SAMPLE_RATE)])[0].cpu()
 
-    def _generate(self, job: TaskJob, prompt: list[int], options: GenerationOptions) -> list[int]:
+    def _generate(self, job: TaskJob, prompt: list[int], options: GenerationOptions, **extra: Any) -> list[int]:
         k = self.num_codebooks
         budget = (options.max_new_tokens or job.max_new_tokens
                   or max_new_tokens_for(job.task, source_length(self.vocab, job.task, prompt, k), k))
@@ -527,7 +653,7 @@ class AudioLanguageModel:
             raise ValueError(f"the input is too long for this model: its prompt takes {len(prompt)} tokens and the "
                              f"output up to {budget} more, beyond the model's {context} positions; use shorter "
                              "audio or text")
-        kwargs = {**options.generate_kwargs(), "max_new_tokens": budget}
+        kwargs = {**options.generate_kwargs(), **extra, "max_new_tokens": budget}
         return generate_for_task(self.model, self.vocab, job.task, prompt, strategy=options.strategy,
                                  s2st_text=job.s2st_text, min_frames=job.min_frames, generator_seed=options.seed,
                                  **kwargs)
@@ -540,13 +666,17 @@ class AudioLanguageModel:
         logits = self.model(ids).logits[0, len(prompt) - 1:-1].float()  # [G, V]: position t predicts t + 1
         return float(logits.log_softmax(-1).gather(1, ids[0, len(prompt):, None]).mean())
 
-    def _waveform(self, codes: torch.Tensor | None) -> np.ndarray:
-        """Codes ``[K, F]`` -> watermarked ``[320 F]`` float32 (empty when the model wrote no whole frame)."""
+    def _decode(self, codes: torch.Tensor | None) -> np.ndarray:
+        """Codes ``[K, F]`` -> ``[320 F]`` float32, not yet watermarked (empty when there is no whole frame)."""
         if codes is None or codes.shape[-1] == 0:
             log.warning("the model wrote no complete audio frame (is max_new_tokens too small?)")
             return np.zeros(0, dtype=np.float32)
         wav = self.codec.decode(codes[None].to(self.codec.device))[0].clamp(-1, 1).cpu().numpy()  # [320 F]
-        return apply_watermark(wav.astype(np.float32), self.sample_rate) if self.watermark else wav.astype(np.float32)
+        return wav.astype(np.float32)
+
+    def _mark(self, wav: np.ndarray) -> np.ndarray:
+        """``[T]`` float32 through the watermark hook (unless this model's watermark is off; empty stays empty)."""
+        return apply_watermark(wav, self.sample_rate) if self.watermark and len(wav) else wav
 
     @property
     def watermark(self) -> bool:

@@ -13,6 +13,11 @@ Layout (DESIGN.md, "Checkpoint directory")::
 renames it into place, so a reader sees the old checkpoint or the new one, never half of one.
 :func:`load_checkpoint` checks that every piece is there and that the pieces agree (vocabulary layout vs.
 model config, codec and unit sizes vs. vocabulary), and raises :class:`CheckpointError` saying what is wrong.
+
+Nothing is unpickled: weights are read from safetensors files only (a ``pytorch_model.bin`` beside them is never
+opened), every safetensors header is validated against its file before any weight is read (a truncated or altered
+file is named), and a decoder whose weights leave a tensor missing, unused or of another shape than the config
+builds is an error, not a silently half-random model.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError, safe_open
 
 from alm.config import AlmConfig
 from alm.model import AlmForCausalLM
@@ -112,12 +119,12 @@ def load_checkpoint(directory: str | os.PathLike, device: str | torch.device = "
 
     d = Path(directory)
     check_checkpoint_dir(d)
+    if model is None:
+        model = _load_decoder(d)
     try:
-        if model is None:
-            model = AlmForCausalLM.from_pretrained(d)
         vocab = Vocabulary.load(d)
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{d}: cannot load the model or vocabulary: {e}") from e
+        raise CheckpointError(f"{d}: cannot load the vocabulary: {e}") from e
     try:
         codec = load_codec(d / CODEC_DIR, device=str(device))
     except (OSError, ValueError) as e:
@@ -158,14 +165,71 @@ def check_checkpoint_dir(directory: str | os.PathLike) -> Path:
         raise CheckpointError(f"{d} is not a complete alm checkpoint: missing {', '.join(missing)}")
     try:
         model_type = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
         raise CheckpointError(f"{d / CONFIG_FILE} is not a JSON object: {e}") from e
     if model_type != "alm":
         raise CheckpointError(f"{d / CONFIG_FILE} describes a {model_type!r} model, not an alm checkpoint")
+    for weights in [*_decoder_weight_files(d), d / CODEC_DIR / WEIGHTS_FILE, d / UNITS_DIR / WEIGHTS_FILE]:
+        _check_safetensors(weights)
     return d
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+def _load_decoder(d: Path) -> AlmForCausalLM:
+    """The decoder from ``config.json`` + its safetensors weights, every weight accounted for."""
+    try:
+        # use_safetensors: transformers would otherwise fall back to a pytorch_model.bin pickle.
+        # ignore_mismatched_sizes: report tensors of another shape in the loading info (checked below, by name)
+        # rather than as a bare RuntimeError.
+        model, info = AlmForCausalLM.from_pretrained(d, use_safetensors=True, output_loading_info=True,
+                                                     ignore_mismatched_sizes=True)
+    except (OSError, ValueError, TypeError, RuntimeError, SafetensorError, StrictDataclassError) as e:
+        raise CheckpointError(f"{d}: cannot build the model from {CONFIG_FILE} and its weights: {e}") from e
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    missing = sorted(set(info.get("missing_keys", ())) - tied)
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    mismatched = sorted(f"{k[0]} saved {tuple(k[1])}, built {tuple(k[2])}" if isinstance(k, tuple) and len(k) == 3
+                        else str(k) for k in info.get("mismatched_keys", ()))
+    if missing or unexpected or mismatched or info.get("error_msgs"):
+        raise CheckpointError(
+            f"{d / WEIGHTS_FILE} does not fit {d / CONFIG_FILE}: weights missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, of another shape {mismatched[:5]} ({len(missing)}, {len(unexpected)}, "
+            f"{len(mismatched)} in all); the files come from different models or one was altered")
+    return model
+
+
+def _decoder_weight_files(d: Path) -> list[Path]:
+    """``model.safetensors``, or the shards a ``model.safetensors.index.json`` names (plain safetensors file names
+    in the checkpoint directory only: an index cannot point the loader at a pickle or outside the directory)."""
+    if (d / WEIGHTS_FILE).is_file():
+        return [d / WEIGHTS_FILE]
+    index = d / WEIGHTS_INDEX_FILE
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{index} is not a safetensors index (a JSON object with a weight_map): {e}") from e
+    bad = [s for s in shards if not isinstance(s, str) or Path(s).name != s or not s.endswith(".safetensors")]
+    if bad:
+        raise CheckpointError(f"{index} names shards that are not safetensors files in {d}: {bad[:5]}")
+    missing = [s for s in shards if not (d / s).is_file()]
+    if missing:
+        raise CheckpointError(f"{index} names shards that do not exist: {missing[:5]}")
+    return [d / s for s in shards]
+
+
+def _check_safetensors(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` is a well-formed safetensors file. Reads the header only:
+    safetensors checks its length, its JSON, dtypes, shapes and that the tensors' byte ranges tile the rest of
+    the file exactly, which catches truncation and most edits of the header."""
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({e}): it is truncated or was altered; "
+                              "copy the checkpoint again") from e
+
+
 def _check_consistent(config: AlmConfig, vocab: Vocabulary, codec: AudioTokenizer, units: UnitTokenizer,
                       where: str) -> None:
     problems = []

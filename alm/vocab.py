@@ -188,10 +188,21 @@ class Vocabulary:
 
     # --- text ------------------------------------------------------------------------------------------------
     def encode_text(self, text: str) -> list[int]:
-        """Text -> ids in the text range (no special tokens added)."""
+        """Text -> ids in the text range (no special tokens added).
+
+        Any ``str`` encodes (the BPE is byte-level: no ``<unk>``) except one holding a lone surrogate, which is
+        not Unicode text and raises :class:`VocabularyError`. ``decode_text(encode_text(s))`` is ``s`` in the
+        tokenizer's NFC, less one leading space if that starts with one (the pre-tokenizer's prefix space is not
+        marked). The tokenizer's NFC is Python's ``unicodedata`` NFC on characters assigned by Unicode 3.2; its
+        tables predate some newer combining marks (tests/test_fuzz_text.py).
+        """
         if self.tokenizer is None:
             raise VocabularyError("this vocabulary was built from a layout alone: load it with its tokenizer.json")
-        return [i + self.text.start for i in self.tokenizer.encode(text, add_special_tokens=False).ids]
+        try:
+            encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        except TypeError:  # tokenizers says only "TextInputSequence must be str"
+            raise VocabularyError(_not_text(text)) from None
+        return [i + self.text.start for i in encoding.ids]
 
     def decode_text(self, ids: TokenIds) -> str:
         """Ids -> text, skipping every id outside the text range (markers, units, codec tokens)."""
@@ -302,6 +313,8 @@ class Vocabulary:
     @classmethod
     def from_dict(cls, layout: dict[str, Any], text_tokenizer: Tokenizer | None = None) -> Vocabulary:
         """Rebuild from :meth:`to_dict`; without a tokenizer the vocabulary knows ids but not text."""
+        if not isinstance(layout, dict):
+            raise VocabularyError(f"a vocabulary layout is a JSON object, got a {type(layout).__name__}")
         version = layout.get("layout_version")
         if version != LAYOUT_VERSION:
             raise VocabularyError(f"vocabulary layout version {version!r}; this code reads {LAYOUT_VERSION}")
@@ -335,12 +348,40 @@ class Vocabulary:
         if not (d / TOKENIZER_FILE).is_file():
             raise FileNotFoundError(f"{d} has no {TOKENIZER_FILE}: not a vocabulary or checkpoint directory")
         if (d / LAYOUT_FILE).is_file():
-            layout = json.loads((d / LAYOUT_FILE).read_text())
-        elif (d / CONFIG_FILE).is_file() and "vocab_layout" in (cfg := json.loads((d / CONFIG_FILE).read_text())):
-            layout = cfg["vocab_layout"]
+            source, layout = d / LAYOUT_FILE, _read_json(d / LAYOUT_FILE)
+        elif (d / CONFIG_FILE).is_file() and "vocab_layout" in (cfg := _read_json(d / CONFIG_FILE)):
+            source, layout = d / CONFIG_FILE, cfg["vocab_layout"]
         else:
             raise FileNotFoundError(f"{d} has neither {LAYOUT_FILE} nor a {CONFIG_FILE} with a vocab_layout")
-        return cls.from_dict(layout, Tokenizer.from_file(str(d / TOKENIZER_FILE)))
+        try:
+            tokenizer = Tokenizer.from_file(str(d / TOKENIZER_FILE))
+        except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+            raise VocabularyError(f"{d / TOKENIZER_FILE} is not a valid tokenizer file: {e}") from e
+        try:
+            return cls.from_dict(layout, tokenizer)
+        except VocabularyError as e:
+            raise VocabularyError(f"{source}: {e}") from e
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`VocabularyError` naming the file when it is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VocabularyError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise VocabularyError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _not_text(text: object) -> str:
+    """Why ``text`` cannot be tokenized, for an error message."""
+    if not isinstance(text, str):
+        return f"text must be a str, got {type(text).__name__}"
+    for i, ch in enumerate(text):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return f"text is not valid Unicode: lone surrogate U+{ord(ch):04X} at position {i}"
+    return f"the text tokenizer cannot encode {text[:40]!r}"
 
 
 def _as_list(ids: TokenIds) -> list[int]:

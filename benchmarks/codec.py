@@ -5,7 +5,7 @@ For each bitrate of ours (1..8 codebooks = 0.5..4 kbps), Codec2 (1.3, 1.6, 3.2 k
 averaged over test clips. Then the encode and decode real-time factor for 60 s of audio on this CPU and the
 process' peak memory. Prints a table, writes ``OUT/codec_benchmark.{json,md,png}``.
 
-    python benchmarks/codec.py --corpus corpus --clips 30
+    python -m benchmarks.codec --corpus corpus --clips 30
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ Also: the false-positive rate measured on clean clips and on clips marked with a
 band) of the clean embedding, localization IoU on the splice, and detection / embedding speed in x real time
 (one thread). Writes ``OUT/watermark.{md,json}``.
 
-    python benchmarks/watermark.py --corpus corpus            # full: 100 marked clips, 2000 clean clips
-    python benchmarks/watermark.py --quick                    # a smoke run: 12 marked, 200 clean
+    python -m benchmarks.watermark --corpus corpus            # full: 100 marked clips, 2000 clean clips
+    python -m benchmarks.watermark --quick                    # a smoke run: 12 marked, 200 clean
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ MAX_SAMPLE_RATE = 384000  # Hz
 DEFAULT_MAX_SECONDS = 4 * 3600  # 4 hours: 230,400,000 samples (~0.9 GB float32) at 16 kHz
 FFMPEG_TIMEOUT_S = 600  # a decode that takes longer than this is treated as a hung ffmpeg
 RESAMPLE_QUALITY = "HQ"  # soxr's high quality preset (20-bit precision, 95% passband)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # ~3.4e38
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | np.ndarray | torch.Tensor
 
@@ -304,10 +305,21 @@ def _array_to_float(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
     if x.shape[1] > 32:
         logger.warning("%s: treating the smaller axis as %d channels", name, x.shape[1])
     if kind == "f":
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return _to_float32(x)
     full_scale = float(2 ** (bits - 1))
     offset = full_scale if kind == "u" else 0.0  # unsigned PCM is centred on half its range
     return ((x.astype(np.float64) - offset) / full_scale).astype(np.float32)
+
+
+def _to_float32(x: np.ndarray) -> np.ndarray:
+    """Float samples as contiguous float32. Finite values beyond float32's range (a float64 ``1e300``) are first
+    limited to its largest value, so they reach the clip to ``[-1, 1]`` instead of overflowing to Inf and being
+    reported as non-finite; NaN and Inf stay what they are."""
+    if x.dtype.itemsize > 4 and x.size:
+        finite = np.isfinite(x)
+        if np.abs(x[finite]).max(initial=0.0) > _FLOAT32_MAX:
+            x = np.where(finite, np.clip(x, -_FLOAT32_MAX, _FLOAT32_MAX), x)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _finish(
@@ -360,8 +372,10 @@ def _read_soundfile(f: sf.SoundFile, name: str, max_seconds: float | None) -> tu
     rate = _check_rate(f.samplerate, f"{name} (stored in the file)")
     if f.frames > 0:  # check before decoding, so a 10-hour file costs nothing
         _check_duration(f.frames, rate, max_seconds, name)
-    data = f.read(dtype="float32", always_2d=True)  # [T, C]; int PCM is scaled to [-1, 1) by libsndfile
-    return data, rate
+    # [T, C]; int PCM is scaled to [-1, 1) by libsndfile. 64-bit float files are read as float64 so that huge
+    # finite samples are clipped like any other instead of overflowing to Inf in libsndfile's own cast.
+    dtype = "float64" if f.subtype == "DOUBLE" else "float32"
+    return _to_float32(f.read(dtype=dtype, always_2d=True)), rate
 
 
 def _looks_like_audio(path: Path) -> bool:
@@ -406,9 +420,12 @@ def _ffprobe(path: Path, name: str, sf_error: str = "") -> tuple[int, int, float
     ]
     proc = _run(cmd, name)
     if proc.returncode != 0:
-        raise _undecodable(path, name, _last_line(proc.stderr) or sf_error)
-    probe = json.loads(proc.stdout or b"{}")
-    streams = probe.get("streams") or []
+        raise _undecodable(path, name, _last_line(proc.stderr, path, name) or sf_error)
+    try:
+        probe = json.loads(proc.stdout or b"{}")
+    except ValueError as e:
+        raise _undecodable(path, name, f"ffprobe wrote no readable report ({e})") from e
+    streams = (probe.get("streams") if isinstance(probe, dict) else None) or []
     if not streams:
         raise AudioInputError(f"{name} is not an audio file: it has no audio stream")
     try:
@@ -416,10 +433,14 @@ def _ffprobe(path: Path, name: str, sf_error: str = "") -> tuple[int, int, float
     except (KeyError, ValueError) as e:
         raise _undecodable(path, name, f"ffprobe reports no sample rate/channels ({e})") from e
     rate = _check_rate(rate, f"{name} (stored in the file)")
-    fmt = probe.get("format", {})
+    if channels < 1:
+        raise _undecodable(path, name, f"ffprobe reports {channels} audio channels")
+    fmt = probe.get("format") or {}  # probe is a dict: it had streams
     try:
         duration: float | None = float(fmt["duration"])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
+        duration = None
+    if duration is not None and not 0 <= duration < float("inf"):  # NaN, Inf or negative: unknown
         duration = None
     return rate, channels, duration, str(fmt.get("format_name", "unknown"))
 
@@ -435,7 +456,7 @@ def _decode_ffmpeg(path: Path, name: str, max_seconds: float | None, sf_error: s
     cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
     proc = _run(cmd, name)
     if proc.returncode != 0:
-        raise _undecodable(path, name, _last_line(proc.stderr))
+        raise _undecodable(path, name, _last_line(proc.stderr, path, name))
     if not proc.stdout:
         raise _undecodable(path, name, "ffmpeg decoded zero samples")
     pcm = np.frombuffer(proc.stdout, dtype="<f4")
@@ -444,9 +465,11 @@ def _decode_ffmpeg(path: Path, name: str, max_seconds: float | None, sf_error: s
     return pcm.reshape(-1, channels).astype(np.float32), rate  # [T, C], interleaved frames
 
 
-def _last_line(stderr: bytes) -> str:
+def _last_line(stderr: bytes, path: Path, name: str) -> str:
+    """The last line of a tool's stderr, with the file it read called by the caller's name for the source (for
+    bytes, ``path`` is a temporary file the user never saw)."""
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
-    return lines[-1] if lines else ""
+    return lines[-1].replace(str(path), name) if lines else ""
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import soxr
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from codec.audio import AudioInputError
@@ -163,11 +164,17 @@ class AudioTokenizer(torch.nn.Module, ABC):
         """Rebuild a tokenizer saved with :meth:`save_pretrained`."""
         config, state = read_pretrained(directory)
         name = config.pop("tokenizer_class", cls.__name__)
-        klass = _REGISTRY.get(name)
+        klass = _REGISTRY.get(name) if isinstance(name, str) else None
         if klass is None or not issubclass(klass, cls):
             raise ValueError(f"{directory}: config names tokenizer class {name!r}, not a {cls.__name__}")
-        model = klass.from_config(config)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            model = klass.from_config(config)
+        except (TypeError, ValueError, ArithmeticError) as e:  # a field of the wrong type or an impossible value
+            raise ValueError(f"{Path(directory) / CONFIG_NAME}: invalid {name} config: {e}") from e
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # a tensor of another shape than the config builds
+            raise ValueError(f"{Path(directory) / WEIGHTS_NAME}: weights do not match the config: {e}") from e
         if missing or unexpected:
             raise ValueError(f"{directory}: weights do not match the config (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")
@@ -206,10 +213,16 @@ def read_pretrained(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
         if not (d / name).is_file():
             raise FileNotFoundError(f"{d} has no {name}: not a saved model directory")
     try:
-        config = json.loads((d / CONFIG_NAME).read_text())
-    except json.JSONDecodeError as e:
+        config = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{d / CONFIG_NAME} is not valid JSON: {e}") from e
-    return config, load_file(str(d / WEIGHTS_NAME))
+    if not isinstance(config, dict):
+        raise ValueError(f"{d / CONFIG_NAME} holds a JSON {type(config).__name__}, not an object of config fields")
+    try:
+        state = load_file(str(d / WEIGHTS_NAME))
+    except SafetensorError as e:  # truncated, or a header altered: safetensors validates it against the file
+        raise ValueError(f"{d / WEIGHTS_NAME} is not a valid safetensors file ({e}): truncated or altered") from e
+    return config, state
 
 
 def _atomic(path: Path, write: Any) -> None:

@@ -382,7 +382,10 @@ class UnitTokenizer(torch.nn.Module):
             tok = cls(UnitConfig(**config))
         except TypeError as e:
             raise ValueError(f"{directory}/{CONFIG_NAME} has unknown or missing fields: {e}") from e
-        missing, unexpected = tok.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        try:
+            missing, unexpected = tok.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        except RuntimeError as e:  # a tensor of another shape than the config builds
+            raise ValueError(f"{directory}/{WEIGHTS_NAME}: weights do not match the config: {e}") from e
         if missing or unexpected:
             raise ValueError(f"{directory}: weights do not match the config (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 logger = logging.getLogger(__name__)
@@ -103,18 +104,24 @@ def load_model_dir(
             raise CheckpointError(f"{d} has no {name}: not a saved {model_class.__name__} directory")
     try:
         fields = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{d / CONFIG_NAME} is not valid JSON: {e}") from e
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"{d / CONFIG_NAME} holds a JSON {type(fields).__name__}, not an object of config fields")
     name = fields.pop("model_class", None)
     if name != model_class.__name__:
         raise CheckpointError(f"{d} holds a {name!r} model, not a {model_class.__name__}")
     try:
         config = config_class(**fields)
-    except (TypeError, ValueError) as e:
+        model = model_class(config)  # a field of the wrong type may only fail here, building a layer
+    except (TypeError, ValueError, ArithmeticError) as e:
         raise CheckpointError(f"{d / CONFIG_NAME}: invalid {config_class.__name__}: {e}") from e
-    model = model_class(config)
     try:
-        missing, unexpected = model.load_state_dict(load_file(str(d / WEIGHTS_NAME)), strict=False)
+        state = load_file(str(d / WEIGHTS_NAME))
+    except SafetensorError as e:  # truncated, or a header altered: safetensors validates it against the file
+        raise CheckpointError(f"{d / WEIGHTS_NAME} is not a valid safetensors file ({e}): truncated or altered") from e
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of the wrong shape
         raise CheckpointError(f"{d}: weights do not match the config: {e}") from e
     if missing or unexpected:

@@ -50,7 +50,8 @@ def training_weights(checkpoint: Path) -> tuple[dict[str, torch.Tensor], str]:
         return (get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DEEPSPEED_TAG),
                 "DeepSpeed ZeRO shards")
     if (ds / "mp_rank_00_model_states.pt").is_file():
-        states = torch.load(ds / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+        # weights_only: tensors, dicts and numbers only (what DeepSpeed writes here with the trainer's torch AdamW)
+        states = torch.load(ds / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)
         return {k: v.float() for k, v in states["module"].items()}, "DeepSpeed module states"
     if (checkpoint / "model.safetensors").is_file():
         from safetensors.torch import load_file
