@@ -13,9 +13,10 @@ text the model cannot spell) ends the command with exit code 1 and a one-line me
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -59,17 +60,9 @@ def synthesize(
     device: str = typer.Option("cpu", "--device", help="Torch device."),
 ) -> None:
     """Text to speech (16 kHz) with a baseline acoustic model and vocoder; the output hook (watermark) applies."""
-    if out.suffix.lower() not in AUDIO_EXTS:
-        raise typer.BadParameter(f"{out}: the output must end in {', '.join(AUDIO_EXTS)}", param_hint="-o")
-    from codec.audio import save_audio
-    from legacy_seq2seq.inference import load_legacy
     from legacy_seq2seq.inference import synthesize as run
 
-    with _user_errors():
-        acoustic, voc = load_legacy(model, device), load_legacy(vocoder, device)
-        audio = run(acoustic, text, voc, device)
-        save_audio(out, audio, voc.features.sample_rate)
-    typer.echo(f"{out} ({len(audio) / voc.features.sample_rate:.2f} s)")
+    _speak(out, model, vocoder, device, lambda acoustic, voc: run(acoustic, text, voc, device))
 
 
 @legacy_app.command("translate")
@@ -81,15 +74,21 @@ def translate(
     device: str = typer.Option("cpu", "--device", help="Torch device."),
 ) -> None:
     """Speech-to-speech translation with Translatotron + HiFi-GAN; the output hook (watermark) applies."""
+    from legacy_seq2seq.inference import translate as run
+
+    _speak(out, model, vocoder, device, lambda s2st, voc: run(s2st, file, voc, device))
+
+
+def _speak(out: Path, model: Path, vocoder: Path, device: str, generate: Callable[[Any, Any], Any]) -> None:
+    """Load ``model`` and ``vocoder``, write ``generate(model, vocoder)``'s waveform to ``out`` and say so."""
     if out.suffix.lower() not in AUDIO_EXTS:
         raise typer.BadParameter(f"{out}: the output must end in {', '.join(AUDIO_EXTS)}", param_hint="-o")
     from codec.audio import save_audio
     from legacy_seq2seq.inference import load_legacy
-    from legacy_seq2seq.inference import translate as run
 
     with _user_errors():
-        s2st, voc = load_legacy(model, device), load_legacy(vocoder, device)
-        audio = run(s2st, file, voc, device)
+        loaded, voc = load_legacy(model, device), load_legacy(vocoder, device)
+        audio = generate(loaded, voc)
         save_audio(out, audio, voc.features.sample_rate)
     typer.echo(f"{out} ({len(audio) / voc.features.sample_rate:.2f} s)")
 

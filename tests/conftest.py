@@ -49,3 +49,27 @@ def tokenizer_dirs(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) 
     codec.eval().save_pretrained(out / "codec")
     fit_mfcc_units(wavs, n_clusters=N_UNITS, seed=0).save_pretrained(out / "units")
     return out / "codec", out / "units"
+
+
+@pytest.fixture(scope="session")
+def held_out_speech():  # noqa: ANN201 - returns the speaker function below
+    """``speak(sentences)``: each ``(lang, text)`` spoken by a held-out (test-split) voice, voices taken in turn;
+    ``[T]`` float32 arrays at 16 kHz, cached for the session."""
+    import numpy as np
+
+    from training.data.engines import speaker_available, synthesize
+    from training.data.voices import speakers
+
+    cache: dict[tuple[int, str, str], np.ndarray] = {}
+
+    def speak(sentences: list[tuple[str, str]]) -> list[np.ndarray]:
+        out = []
+        for i, (lang, text) in enumerate(sentences):
+            voices = [s for s in speakers(lang, split="test") if speaker_available(s)]
+            key = (i, lang, text)
+            if key not in cache:
+                cache[key] = synthesize(voices[i % len(voices)], text, lang)
+            out.append(cache[key])
+        return out
+
+    return speak

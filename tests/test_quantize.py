@@ -21,15 +21,8 @@ SENTENCES = [("en", "The garden needs water every morning."), ("es", "La tienda 
 
 
 @pytest.fixture(scope="module")
-def speech() -> list[np.ndarray]:
-    from training.data.engines import speaker_available, synthesize
-    from training.data.voices import speakers
-
-    out = []
-    for i, (lang, text) in enumerate(SENTENCES):
-        voices = [s for s in speakers(lang, split="test") if speaker_available(s)]
-        out.append(synthesize(voices[i % len(voices)], text, lang))
-    return out
+def speech(held_out_speech) -> list[np.ndarray]:  # noqa: ANN001 - conftest's speaker
+    return held_out_speech(SENTENCES)
 
 
 @pytest.fixture(scope="module")
