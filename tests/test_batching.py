@@ -13,11 +13,7 @@ import torch
 import alm
 from alm.api import GenerationOptions, TaskJob
 from alm.batching import BatchOutput, RowBudgetCriteria, left_pad, mean_logprobs, run_batch
-from alm.checkpoint import DEFAULT_CHECKPOINT
 from alm.prompts import asr_prompt
-
-pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(),
-                                reason="no shipped default model")
 
 SENTENCES = [("en", "Hello."), ("en", "The garden needs water every morning."), ("es", "La tienda cierra a las ocho."),
              ("en", "Please close the window.")]

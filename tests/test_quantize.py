@@ -10,11 +10,7 @@ import torch
 
 import alm
 from alm.batching import run_batch
-from alm.checkpoint import DEFAULT_CHECKPOINT
 from alm.quantize import is_quantized, module_bytes, quantize_int8
-
-pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(),
-                                reason="no shipped default model")
 
 SENTENCES = [("en", "The garden needs water every morning."), ("es", "La tienda cierra a las ocho."),
              ("en", "Please close the window."), ("en", "My brother bought a small red car.")]

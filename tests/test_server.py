@@ -21,12 +21,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import alm
-from alm.checkpoint import DEFAULT_CHECKPOINT
 from alm.server import ServerSettings, create_app
 from alm.server.protocol import wav_bytes
-
-pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(),
-                                reason="no shipped default model")
 
 SR = 16000
 SENTENCES = [("en", "The garden needs water every morning."), ("es", "La tienda cierra a las ocho."),

@@ -18,9 +18,6 @@ import alm
 from alm.checkpoint import DEFAULT_CHECKPOINT
 from alm.prompts import IGNORE_INDEX, asr_example
 
-pytestmark = pytest.mark.skipif(not (DEFAULT_CHECKPOINT / "config.json").is_file(),
-                                reason="no shipped default model")
-
 
 @pytest.fixture(scope="module")
 def shipped() -> alm.AudioLanguageModel:
