@@ -350,9 +350,13 @@ class AudioLanguageModel:
 
     # --- tasks ---------------------------------------------------------------------------------------------
     def transcribe(self, audio: AudioInput, language: str | None = None, *, sample_rate: int | None = None,
-                   **options: Any) -> TranscriptionResult:
-        """Speech -> text. ``language=None`` transcribes in every language and keeps the likeliest."""
-        return self._do("asr", audio, options, language=language, sample_rate=sample_rate)
+                   context: str | None = None, **options: Any) -> TranscriptionResult:
+        """Speech -> text. ``language=None`` transcribes in every language and keeps the likeliest.
+
+        ``context``: earlier text of the same recording (as Whisper's prompt), for a model trained with it
+        (``config.asr_context``); long-form decoding passes each chunk the previous chunk's transcript itself.
+        """
+        return self._do("asr", audio, options, language=language, sample_rate=sample_rate, context=context)
 
     def synthesize(self, text: str, language: str = "en", voice: AudioInput | None = None, *,
                    sample_rate: int | None = None, **options: Any) -> SpeechResult:
@@ -516,15 +520,18 @@ class AudioLanguageModel:
         return SpeechResult(self._mark(wav) if mark else wav, self.sample_rate, text, segments)
 
     # --- preparation per task ------------------------------------------------------------------------------
-    def _prepare_asr(self, audio: AudioInput, language: str | None = None, sample_rate: int | None = None
-                     ) -> TaskJob:
+    def _prepare_asr(self, audio: AudioInput, language: str | None = None, sample_rate: int | None = None,
+                     context: str | None = None) -> TaskJob:
         langs = LANGUAGES if language is None else (_check_language(language),)
+        if context is not None and context.strip() and not self.model.config.asr_context:
+            raise ValueError("this model was not trained with ASR context (config.asr_context is false): "
+                             "transcribe without context=")
         wav = self._load_wav(audio, sample_rate)
         if not self._has_speech(wav):
             return TaskJob("asr", {}, language)
         units, codes = self._units(wav), self._input_codes(wav)
-        return TaskJob("asr", {lang: self._speech(asr_prompt(self.vocab, lang, units), codes) for lang in langs},
-                       language, duration=len(wav) / SAMPLE_RATE)
+        return TaskJob("asr", {lang: self._speech(asr_prompt(self.vocab, lang, units, context), codes)
+                               for lang in langs}, language, duration=len(wav) / SAMPLE_RATE)
 
     def _prepare_slu(self, audio: AudioInput, language: str | None = "en", sample_rate: int | None = None
                      ) -> TaskJob:

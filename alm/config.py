@@ -9,6 +9,7 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``input_speech``: how speech enters the prompt (``"units"``, ``"codec"`` or ``"both"``);
 - ``collapse_units``: whether prompt units have runs of repeats merged (``5 5 7 -> 5 7``), as in training;
 - ``voice_seconds``: length of the voice prompts (TTS, S2ST) the model was trained with;
+- ``asr_context``: whether ASR prompts may carry earlier text (the previous chunk's, in long-form decoding);
 - ``schema_version``: bumped when the meaning of a field changes.
 
 Presets are factory functions (``alm_debug`` … ``alm_base``) taking the vocabulary (or its layout).
@@ -38,6 +39,8 @@ class AlmConfig(LlamaConfig):
         input_speech: ``"units"`` (HuBERT-style units in prompts), ``"codec"`` or ``"both"``.
         collapse_units: prompt units have runs of repeats merged (the format the model was trained on).
         voice_seconds: seconds of the voice prompt (codec tokens of the target voice) in TTS / S2ST prompts.
+        asr_context: the model was trained with ASR prompts that sometimes carry earlier text
+            (``<asr> <lang> <text> … </text> <units> …``), so long-form decoding may feed it the previous chunk's.
         rope_theta: RoPE base; stored in ``rope_parameters`` as transformers 5 expects.
         schema_version: version of this config's schema (:data:`SCHEMA_VERSION`).
     """
@@ -49,6 +52,7 @@ class AlmConfig(LlamaConfig):
     input_speech: str = "units"
     collapse_units: bool = True
     voice_seconds: float = 3.0
+    asr_context: bool = False
     rope_theta: float = 10000.0
     schema_version: int = SCHEMA_VERSION
 

@@ -10,10 +10,11 @@ A file is read in ``block_s`` blocks and only the open speech span is buffered, 
 long the input is (measured in ``benchmarks/longform.py``). Files soundfile cannot read (M4A, ...) are decoded
 whole by :func:`codec.load_audio` first, and arrays are already in memory; both are still cut the same way.
 
-**No previous-chunk prompt.** Long-form decoders such as Whisper feed the previous chunk's text back as a prompt
-for continuity. This model's task prompts (:mod:`alm.prompts`: ``<asr> <lang> <units> … </units>``) have no slot
-for earlier text and the model was never trained with one, so inventing a format would feed it an input it has
-never seen; each chunk is decoded on its own, and chunks end at pauses so that few words are cut in two.
+**Previous-chunk prompt.** As in Whisper, each ASR chunk after the first is given the previous chunk's transcript
+as context (``<asr> <lang> <text> … </text> <units> …``, :mod:`alm.prompts`) when the model was trained with
+that slot (``config.asr_context``) and ``LongformConfig.condition_on_previous_text`` is on; a chunk that came
+out empty passes nothing on. Older models (no slot) decode every chunk on its own. Chunks end at pauses, so few
+words are cut in two.
 
 Text (:func:`synthesize_long`): split into sentences by ``sentencex`` (over-long sentences further at commas, then
 every ``max_sentence_words`` words), each normalized to spoken form and generated with the same
@@ -41,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alm.generation import max_new_tokens_for
-from alm.prompts import parse_output
+from alm.prompts import MAX_CONTEXT_TOKENS, parse_output
 from alm.textnorm import normalize_text
 from alm.vad import SAMPLE_RATE, SpeechSegmenter, VadConfig
 from codec import AudioInputError, load_audio
@@ -83,6 +84,8 @@ class LongformConfig:
         pause_s: silence between joined pieces of generated speech.
         max_sentence_words: longer sentences are split for synthesis.
         chain_voice: with no voice given, synthesize sentences after the first in the first one's voice.
+        condition_on_previous_text: give each ASR chunk the previous chunk's transcript as context (models
+            trained with it only, ``config.asr_context``).
     """
 
     max_chunk_s: float = 20.0
@@ -91,6 +94,7 @@ class LongformConfig:
     pause_s: float = 0.3
     max_sentence_words: int = 25
     chain_voice: bool = True
+    condition_on_previous_text: bool = True
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,7 @@ def max_chunk_seconds(model: AudioLanguageModel, task: str, limit: float = 30.0)
         frames = math.ceil(seconds * UNIT_RATE)
         speech = {"units": frames + 2, "codec": frames * k + 2, "both": frames * (k + 1) + 4}[cfg.input_speech]
         source = frames  # units, or codec frames when the prompt carries no units
-        head = {"asr": 2, "slu": 2, "s2st": 3 + voice}[task]
+        head = {"asr": 2 + (MAX_CONTEXT_TOKENS + 2 if cfg.asr_context else 0), "slu": 2, "s2st": 3 + voice}[task]
         return head + speech + max_new_tokens_for(task, source, k) <= context
 
     lo, hi = 0, int(limit * 10)
@@ -240,6 +244,7 @@ def run_long_audio(model: AudioLanguageModel, task: str, source: Any, options: G
     vad = replace(cfg.vad, max_span_s=max(1.0, limit - 2 * cfg.vad.pad_s))
     if task_options.get("voice") is not None:  # decode a voice prompt once, not once per chunk
         task_options["voice"] = model._load_wav(task_options["voice"], sample_rate, "voice")
+    chain_text = task == "asr" and cfg.condition_on_previous_text and bool(model.model.config.asr_context)
     lang_key = "source_language" if task == "s2st" else "language"
     detect = task_options.get(lang_key) is None
     votes: Counter[str] = Counter()
@@ -257,6 +262,8 @@ def run_long_audio(model: AudioLanguageModel, task: str, source: Any, options: G
         language, ids = model.run(job, options)
         result = model._finish(job, language, ids, mark=False)
         pieces.append(((chunk.start, chunk.end), language, result))  # the chunk's audio is not kept
+        if chain_text:
+            task_options["context"] = result.text or None
         if detect and language is not None and _has_content(task, result):
             votes[language] += 1
             if sum(votes.values()) >= LANGUAGE_VOTES:  # settle the language, as Whisper does after 30 s

@@ -2,7 +2,7 @@
 
 One decoder does every task; the task is nothing but the prompt (DESIGN.md, task table)::
 
-    asr       <asr> <lang> <units> u… </units>                      -> <text> text </text> <eos>
+    asr       <asr> <lang> [<text> context </text>] <units> u… </units> -> <text> text </text> <eos>
     tts       <tts> <lang> <text> text </text> <voice> c… </voice>  -> <audio> c… </audio> <eos>
     s2st      <s2st> <src> <tgt> <units> u… </units> <voice> c… </voice>
                             -> [<text> L2 text </text>] <audio> c… </audio> <eos>
@@ -11,6 +11,10 @@ One decoder does every task; the task is nothing but the prompt (DESIGN.md, task
 
 ``u`` are unit ids, ``c`` codec ids flattened frame-major (see :mod:`alm.vocab`). The SLU target text is
 what ``training.data.slu.format_target`` writes (the caller formats it; ``alm`` does not import ``training``).
+
+The optional ASR context is earlier text of the same recording (the previous chunk's transcript in long-form
+decoding, as Whisper's prompt); only a model trained with it (``AlmConfig.asr_context``) should be given one, and
+it is cut to its last :data:`MAX_CONTEXT_TOKENS` text tokens.
 
 ``*_example`` functions give training pairs (:class:`Example`: labels ``-100`` on the prompt), ``*_prompt``
 functions the prompt alone for inference, and :func:`allowed_next` the ids a task may emit next, which
@@ -33,6 +37,7 @@ VOICE_PROMPT_SECONDS = 3.0
 VOICE_PROMPT_FRAMES = int(VOICE_PROMPT_SECONDS * FRAME_RATE)  # 150 frames in a 3-second voice prompt
 AUDIO_TASKS = ("tts", "s2st", "continue")
 TEXT_TASKS = ("asr", "slu")
+MAX_CONTEXT_TOKENS = 32  # text tokens of ASR context kept (the last ones)
 
 Codes = torch.Tensor | np.ndarray  # [K, F] integer codec codes
 
@@ -91,9 +96,15 @@ def _check_k(voice_codes: Codes | None, target_codes: Codes) -> None:
 
 
 # --- prompts (inference) -------------------------------------------------------------------------------------
-def asr_prompt(vocab: Vocabulary, lang: str, units: TokenIds) -> list[int]:
-    """``<asr> <lang> <units> u… </units>`` for units ``[F]``."""
-    return [vocab.task_id("asr"), vocab.lang_id(lang), *_units(vocab, units)]
+def _context(vocab: Vocabulary, context: str | None) -> list[int]:
+    """``<text> t… </text>`` of the last :data:`MAX_CONTEXT_TOKENS` tokens of ``context`` (nothing when empty)."""
+    ids = vocab.encode_text(context.strip())[-MAX_CONTEXT_TOKENS:] if context and context.strip() else []
+    return _wrap(vocab, "text", ids) if ids else []
+
+
+def asr_prompt(vocab: Vocabulary, lang: str, units: TokenIds, context: str | None = None) -> list[int]:
+    """``<asr> <lang> [<text> context </text>] <units> u… </units>`` for units ``[F]`` (context: earlier text)."""
+    return [vocab.task_id("asr"), vocab.lang_id(lang), *_context(vocab, context), *_units(vocab, units)]
 
 
 def tts_prompt(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None = None,
@@ -137,10 +148,11 @@ def with_speech_input(vocab: Vocabulary, prompt: list[int], mode: str, codes: Co
 
 
 # --- examples (training) -------------------------------------------------------------------------------------
-def asr_example(vocab: Vocabulary, lang: str, units: TokenIds, text: str, prompt_weight: float = 0.0) -> Example:
+def asr_example(vocab: Vocabulary, lang: str, units: TokenIds, text: str, prompt_weight: float = 0.0,
+                context: str | None = None) -> Example:
     """ASR pair: :func:`asr_prompt` -> ``<text> text </text> <eos>`` (text as given: normalize it first)."""
     target = [*_wrap(vocab, "text", vocab.encode_text(text)), vocab.eos_id]
-    return _example(asr_prompt(vocab, lang, units), target, prompt_weight)
+    return _example(asr_prompt(vocab, lang, units, context), target, prompt_weight)
 
 
 def tts_example(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None, target_codes: Codes,

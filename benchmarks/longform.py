@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -206,13 +207,18 @@ def wer_part(corpus: Path, minutes: float, tmp: Path) -> dict:
                 f.write(np.zeros(int(gap * SR), np.float32))
                 f.write(read(r["path"]))
         seconds = sf.info(str(wav)).duration
-        t0 = time.perf_counter()
-        out = model.transcribe(wav, language="en")
-        wall = time.perf_counter() - t0
-        hyp = normalize_for_eval(out.text, "en")
-        result[f"long_form_gap_{gap:g}s"] = {"wer": jiwer.wer(" ".join(refs), hyp), "seconds": seconds,
-                                            "segments": len(out.segments), "wall_s": wall, "rtf": wall / seconds}
-        print(json.dumps({f"gap {gap}": result[f"long_form_gap_{gap:g}s"]}), flush=True)
+        # with the previous chunk's text as context (models trained with the slot), then without it
+        for use_context in (True, False) if model.model.config.asr_context else (False,):
+            model.longform = replace(model.longform, condition_on_previous_text=use_context)
+            t0 = time.perf_counter()
+            out = model.transcribe(wav, language="en")
+            wall = time.perf_counter() - t0
+            hyp = normalize_for_eval(out.text, "en")
+            key = f"long_form_gap_{gap:g}s" + ("" if use_context or not model.model.config.asr_context else
+                                               "_no_context")
+            result[key] = {"wer": jiwer.wer(" ".join(refs), hyp), "seconds": seconds, "context": use_context,
+                           "segments": len(out.segments), "wall_s": wall, "rtf": wall / seconds}
+            print(json.dumps({key: result[key]}), flush=True)
         wav.unlink()
     return result
 
@@ -254,8 +260,14 @@ def report(res: dict) -> str:
               f"| per utterance (one call each) | {w['per_utterance']['wer']:.3f} | {w['utterances']} | "
               f"{w['per_utterance']['wall_s'] / w['speech_seconds']:.3f} |"]
     for key, name in ((f"long_form_gap_{GAP_S:g}s", f"long-form, {GAP_S:g} s between utterances"),
-                      ("long_form_gap_0s", "long-form, utterances back to back")):
+                      (f"long_form_gap_{GAP_S:g}s_no_context", f"long-form, {GAP_S:g} s gaps, no previous text"),
+                      ("long_form_gap_0s", "long-form, utterances back to back"),
+                      ("long_form_gap_0s_no_context", "long-form, back to back, no previous text")):
+        if key not in w:
+            continue
         g = w[key]
+        if g.get("context"):
+            name += ", previous chunk's text as context"
         lines.append(f"| {name} ({g['seconds'] / 60:.1f} min file) | {g['wer']:.3f} | {g['segments']} | "
                      f"{g['rtf']:.3f} |")
     lines += ["", f"Per-utterance transcripts left empty by the guards: {w['per_utterance']['empty']} of "
@@ -297,6 +309,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     p.add_argument("--wer-minutes", type=float, default=10.0)
     p.add_argument("--quick", action="store_true", help="1 and 2 minute inputs, 2 minutes of WER speech")
+    p.add_argument("--wer-only", action="store_true", help="only the WER and guard parts (memory: the last run's)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--child-transcribe", help=argparse.SUPPRESS)
     p.add_argument("--child-load", help=argparse.SUPPRESS)
@@ -312,8 +325,11 @@ def main() -> None:
     if a.quick:
         a.minutes, a.wer_minutes = [1, 2], 2.0
     res: dict = {"corpus": str(a.corpus), "date": time.strftime("%Y-%m-%d")}
+    if a.wer_only:  # keep the memory figures of the last full run
+        res["memory"] = json.loads((a.out / "longform.json").read_text())["memory"]
     with tempfile.TemporaryDirectory(prefix="alm-longform-") as tmp:
-        res["memory"] = memory(a.corpus, a.minutes, Path(tmp))  # first: this process is still small (_rss_mb)
+        if not a.wer_only:
+            res["memory"] = memory(a.corpus, a.minutes, Path(tmp))  # first: this process is still small
         res["guard"] = guard_rejections(a.corpus)
         print(json.dumps({"guard": res["guard"]}), flush=True)
         res["wer"] = wer_part(a.corpus, a.wer_minutes, Path(tmp))

@@ -186,6 +186,22 @@ def test_examples_for_every_task(cache: TokenCache, vocab: Vocabulary) -> None:
         audio = vocab.ids_to_codes(_segment(vocab, ex.input_ids[: ex.prompt_len], "audio"), K).numpy()
         assert np.array_equal(audio, cache.codes[utt][:K])
         assert (_segment(vocab, ex.input_ids, "units") is not None) == (mode == "both")
+    # ASR context: another sentence of the same language and split (its last words) between <lang> and <units>
+    ctx = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, asr_context_prob=1.0))
+    r = cache.records[utt]
+    texts = {o["text"] for o in cache.split(r["split"]) if o["lang"] == r["lang"] and o["id"] != utt}
+    for seed in range(5):
+        ex = ctx.build("asr", utt, np.random.default_rng(seed))
+        _check_masking(ex, vocab, "asr")
+        assert ex.input_ids[ex.prompt_len:] == base.input_ids[base.prompt_len:]
+        assert ex.input_ids[:2] == base.input_ids[:2] and ex.input_ids[2] == vocab.token_id("<text>")
+        context = vocab.decode_text(_segment(vocab, ex.input_ids[: ex.prompt_len], "text")).strip()
+        assert context and any(t.endswith(context) for t in texts), context
+        assert _segment(vocab, ex.input_ids, "units") == _segment(vocab, base.input_ids, "units")
+    assert ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, asr_context_prob=0.0)).build(
+        "asr", utt, np.random.default_rng(0)).input_ids == base.input_ids
+    with pytest.raises(ValueError, match="asr_context_prob"):
+        ExampleOptions(num_codebooks=K, asr_context_prob=1.5)
     weighted = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, input_speech="codec", prompt_weight=0.1))
     ex = weighted.build("asr", utt, rng)
     assert ex.labels == ex.input_ids and ex.loss_weights[: ex.prompt_len] == [0.1] * ex.prompt_len

@@ -181,6 +181,34 @@ def test_long_audio_is_transcribed_in_segments(shipped: alm.AudioLanguageModel, 
         shipped.transcribe(path, language="fr")
 
 
+def test_previous_chunk_text_is_the_next_chunks_context(shipped: alm.AudioLanguageModel,
+                                                         utterances: list[np.ndarray],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long-form ASR gives each chunk the previous chunk's transcript as context when the model has the slot."""
+    audio, truth = _long(utterances, [1.0, 1.0, 1.0, 1.0])
+    real_prepare, contexts = shipped.prepare, []
+
+    def spy(task, source, **options):
+        contexts.append(options.get("context"))
+        return real_prepare(task, source, **options)
+
+    monkeypatch.setattr(shipped, "prepare", spy)
+    monkeypatch.setattr(shipped, "longform", LongformConfig(max_chunk_s=3.5))  # one chunk per utterance
+    monkeypatch.setattr(shipped.model.config, "asr_context", True)
+    r = shipped.transcribe(audio, language="en")
+    assert len(r.segments) == len(truth) and contexts[0] is None
+    assert contexts[1:] == [s.text for s in r.segments[:-1]]
+    prompt = shipped.prepare("asr", utterances[0], language="en", context="the garden").candidates["en"]
+    assert prompt[2] == shipped.vocab.token_id("<text>") and "the garden" in shipped.vocab.decode_text(prompt)
+    contexts.clear()
+    monkeypatch.setattr(shipped, "longform", LongformConfig(max_chunk_s=3.5, condition_on_previous_text=False))
+    shipped.transcribe(audio, language="en")
+    assert set(contexts) == {None}
+    monkeypatch.setattr(shipped.model.config, "asr_context", False)  # a model without the slot refuses a context
+    with pytest.raises(ValueError, match="not trained with ASR context"):
+        shipped.transcribe(utterances[0], language="en", context="the garden")
+
+
 def test_short_audio_has_one_segment(shipped: alm.AudioLanguageModel, utterances: list[np.ndarray]) -> None:
     r = shipped.transcribe(utterances[0], language="en")
     assert r.segments == (Segment(0.0, len(utterances[0]) / SR, r.text, "en"),)

@@ -259,3 +259,52 @@ def test_shipped_units_load_in_one_line_and_track_phones() -> None:
     assert codec.load_units().kind == "mfcc"
     with pytest.raises(ValueError, match="kind"):
         codec.load_units(kind="wav2vec")
+
+
+def _corpus(tmp_path, wavs):
+    """The six sentences as a manifest corpus: all in train, the first two again in valid."""
+    import soundfile as sf
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    with open(corpus / "manifest.jsonl", "w") as f:
+        for i, (w, (text, lang)) in enumerate(zip(wavs, SENTENCES, strict=True)):
+            sf.write(corpus / "wavs" / f"{i}.wav", w, 16000, subtype="PCM_16")
+            for split in ("train", "valid") if i < 2 else ("train",):
+                f.write(json.dumps({"id": f"{split}{i}", "path": f"wavs/{i}.wav", "text": text, "lang": lang,
+                                    "duration": len(w) / 16000, "split": split}) + "\n")
+    return corpus
+
+
+def test_phonemize_gives_ipa_symbols_with_word_marks():
+    from training.finetune_units import WORD, phonemize
+
+    en, es = phonemize("the cat sat", "en"), phonemize("el perro", "es")
+    assert en.count(WORD) == 2 and es.count(WORD) == 1
+    assert "ˈ" not in en + es and "ˌ" not in en + es  # stress marks dropped
+    assert "k" in en and "r" in es
+    with pytest.raises(ValueError, match="language"):
+        phonemize("bonjour", "fr")
+
+
+def test_phone_ctc_finetune_learns_resumes_and_saves_units(wavs, hubert_run, tmp_path):
+    from training import finetune_units
+
+    init = fit_hubert_units(hubert_run.model, wavs, n_clusters=K, feature_layer=2).save_pretrained(tmp_path / "init")
+    corpus, out = _corpus(tmp_path, wavs), tmp_path / "ctc"
+    args = ["--corpus", str(corpus), "--out", str(out), "--init", str(init), "--lr", "3e-3", "--warmup", "5",
+            "--batch-seconds", "6", "--eval-every", "20", "--clusters", str(K), "--kmeans-hours", "0.01",
+            "--mask-prob", "0", "--threads", "1"]
+    finetune_units.main([*args, "--steps", "40"])
+    first = json.loads((out / "training.json").read_text())
+    losses = [h["loss"] for h in first["history"][:2]]
+    assert losses[1] < 0.8 * losses[0], losses  # CTC on the phones of six sentences: the loss falls
+    assert first["steps"] == 40 and (out / "state" / "ctc_state.pt").is_file() and (out / "finetune.png").is_file()
+    # a rerun with more steps resumes from the saved state (the first two records are kept as they were)
+    finetune_units.main([*args, "--steps", "60"])
+    second = json.loads((out / "training.json").read_text())
+    assert second["steps"] == 60 and second["history"][:2] == first["history"][:2]
+    tok = UnitTokenizer.from_pretrained(out / "units")
+    assert tok.kind == "hubert" and tok.num_units == K and tok.config.info["finetuned"].startswith("phone CTC")
+    units = tok.encode(torch.from_numpy(wavs[0].astype(np.float32)))
+    assert units.shape == (math.ceil(len(wavs[0]) / 320),) and int(units.max()) < K

@@ -324,6 +324,9 @@ class ExampleOptions:
         voice_seconds: length of TTS / S2ST voice prompts.
         s2st_text_prob: probability that an S2ST target starts with the target-language text.
         prompt_weight: loss weight on prompt tokens (0: only the target is scored).
+        asr_context_prob: probability that an ASR prompt carries earlier text (``<text> … </text>`` before the
+            units). The corpus has no running recordings, so the context is another sentence of the same
+            language and split: the model learns the format and to transcribe the speech, not the context.
     """
 
     num_codebooks: int
@@ -332,8 +335,11 @@ class ExampleOptions:
     voice_seconds: float = 3.0
     s2st_text_prob: float = 0.5
     prompt_weight: float = 0.0
+    asr_context_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.asr_context_prob <= 1.0:
+            raise ValueError(f"asr_context_prob must be in [0, 1], got {self.asr_context_prob}")
         if self.input_speech not in INPUT_SPEECH:
             raise ValueError(f"input_speech must be one of {INPUT_SPEECH}, got {self.input_speech!r}")
         if self.num_codebooks < 1:
@@ -372,8 +378,10 @@ class ExampleBuilder:
         self.vocab, self.cache, self.options = vocab, cache, options
         self.voice_frames = max(1, round(options.voice_seconds * cache.frame_rate))
         self._by_speaker: dict[tuple[str, str], list[str]] = {}
+        self._by_language: dict[tuple[str, str], list[str]] = {}
         for r in cache.records.values():
             self._by_speaker.setdefault((r["split"], r["speaker"]), []).append(r["id"])
+            self._by_language.setdefault((r["split"], r["lang"]), []).append(r["id"])
 
     # --- what can be built ---------------------------------------------------------------------------------------
     def can_build(self, task: str, utt_id: str) -> bool:
@@ -403,8 +411,9 @@ class ExampleBuilder:
         """One example of ``task`` from utterance ``utt_id``; ``rng`` picks voice prompts and S2ST text."""
         r, o, v = self.cache.records[utt_id], self.options, self.vocab
         if task == "asr":
-            return self._speech_input(asr_example(v, r["lang"], self._units(utt_id), r["text"], o.prompt_weight),
-                                      utt_id)
+            context = self.context(r["split"], r["lang"], utt_id, rng) if o.asr_context_prob > 0 else None
+            return self._speech_input(asr_example(v, r["lang"], self._units(utt_id), r["text"], o.prompt_weight,
+                                                  context), utt_id)
         if task == "slu":
             slots = r.get("slots") or {}
             slots = json.loads(slots) if isinstance(slots, str) else slots
@@ -425,6 +434,17 @@ class ExampleBuilder:
             codes, cut = self._codes(utt_id), self._cut(utt_id)
             return continue_example(v, codes[:, :cut], codes[:, cut:], o.prompt_weight)
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+
+    def context(self, split: str, lang: str, exclude: str, rng: np.random.Generator) -> str | None:
+        """With probability ``asr_context_prob``, the text of a random other utterance of ``lang`` in ``split``
+        (cut to its last 1..all words, as a previous chunk's transcript ends anywhere); else ``None``."""
+        if rng.random() >= self.options.asr_context_prob:
+            return None
+        others = [i for i in self._by_language.get((split, lang), ()) if i != exclude]
+        if not others:
+            return None
+        words = self.cache.records[others[int(rng.integers(len(others)))]]["text"].split()
+        return " ".join(words[-int(rng.integers(1, len(words) + 1)):]) if words else None
 
     def voice_prompt(self, split: str, speaker: str, exclude: str, rng: np.random.Generator) -> np.ndarray | None:
         """A random ``voice_seconds`` window ``[K, F_v]`` of a random other utterance of ``speaker`` in ``split``,

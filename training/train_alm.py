@@ -102,6 +102,7 @@ class TrainAlmConfig(TrainConfig):
     curriculum_steps: int = 0  # short-first curriculum: the longest example grows linearly over these steps
     curriculum_start_len: int = 256  # ... from this many tokens to max_len
     s2st_text_prob: float = 0.5
+    asr_context_prob: float = 0.0  # ASR prompts carrying earlier text (sets the model's asr_context)
     voice_seconds: float = 3.0
     prompt_weight: float = 0.0
     text_vocab_size: int = 4000
@@ -341,11 +342,18 @@ def resume_state(ckpt: Path, cfg: TrainAlmConfig, device: torch.device) -> tuple
 
 def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> TrainState:
     """A fresh :class:`TrainState` (new optimizer, step 0) around a released checkpoint's model, vocabulary, codec
-    and units (``"default"``: the shipped model), for fine-tuning on another corpus."""
+    and units (``"default"``: the shipped model), for fine-tuning on another corpus; ``cfg.units``, when set,
+    replaces the units (same count)."""
     from alm.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     d = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
     model, vocab, codec, units = load_checkpoint(d, device)
+    if cfg.units is not None:  # new units of the same count replace the checkpoint's (their embeddings relearn)
+        units = load_units(cfg.units)
+        if units.num_units != vocab.num_units:
+            raise ValueError(f"--units {cfg.units} has {units.num_units} units but {d}'s vocabulary holds "
+                             f"{vocab.num_units}; fine-tuning keeps the vocabulary, so the counts must match")
+        log.info("fine-tuning with the units of %s instead of the checkpoint's", cfg.units)
     model = model.float().train()
     codec.set_num_codebooks(codec.max_codebooks)  # the token cache stores every codebook; the vocab picks K
     return TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
@@ -479,6 +487,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         model = build_model(vocab, cfg).to(device)
         state = TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
         log.info("%s: %.2fM parameters, %s", cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6, vocab)
+    if cfg.asr_context_prob > 0:
+        state.model.config.asr_context = True  # saved with the weights: long-form decoding may then use it
     engine = make_engine(state.model, state.optimizer, cfg, device)
     info = engine.info
     main = info.is_main
@@ -495,7 +505,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                              input_speech=state.model.config.input_speech,
                              collapse_units=state.model.config.collapse_units,
                              voice_seconds=state.model.config.voice_seconds,
-                             s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight)
+                             s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight,
+                             asr_context_prob=cfg.asr_context_prob)
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)

@@ -1,0 +1,336 @@
+"""Supervised units: fine-tune the small HuBERT with a phone CTC head, then k-means over one of its layers.
+
+    python -m training.finetune_units --corpus corpus --out runs/units-ctc --max-minutes 25
+    python -m training.unit_quality --units runs/units-ctc/units codec/pretrained/units/mfcc
+
+HuBERT's own recipe refines units by clustering a trained model's features (iteration 2, ``train_units``); on
+this machine's budget the masked-prediction HuBERT does not beat MFCC k-means (README, QUALITY.md). Fine-tuning
+that HuBERT with CTC on phone sequences (as HuBERT/wav2vec 2.0 are fine-tuned for ASR) makes its upper layers
+phonetic and far less speaker-dependent, and k-means over such an ASR-trained encoder gives *supervised semantic
+tokens* (the CosyVoice S3 tokenizer's idea: quantize an ASR encoder). The result is an ordinary ``"hubert"``
+:class:`~codec.units.UnitTokenizer` (same architecture, new weights), so nothing downstream changes.
+
+1. Phones: ``espeak-ng -q --ipa -v LANG TEXT`` for each training sentence (cached in ``OUT/phones.json``); the
+   targets are its IPA characters with stress marks dropped and ``|`` between words: one inventory for English
+   and Spanish, so the same units serve both languages.
+2. CTC fine-tuning of the shipped HuBERT (``codec/pretrained/units/hubert``) plus a linear phone head on whole
+   utterances (batches of similar length, SpecAugment-style time masking with the model's mask embedding),
+   AdamW, warmup + cosine; ``--max-minutes`` times the schedule to a budget; ``OUT/state`` checkpoints atomically
+   and a rerun resumes. Greedy phone error rate on validation utterances is logged.
+3. k-means (``--clusters``, 100 by default: the same vocabulary size as the MFCC units, so a model trained on
+   those keeps its layout) over layer ``--feature-layer`` -> ``OUT/units``; curves in ``OUT/finetune.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from rapidfuzz.distance import Levenshtein
+from tqdm import tqdm
+
+from codec.base import _atomic
+from codec.units import HOP_LENGTH, SAMPLE_RATE, UnitTokenizer, hubert_padding, num_frames
+from training.plots import png_figure
+from training.seed import seed_everything
+from training.train_units import _hours, _take_hours, fit_hubert_units, span_mask
+
+log = logging.getLogger(__name__)
+
+BLANK, WORD = "<blank>", "|"
+STRESS = set("ˈˌ")
+ESPEAK_VOICE = {"en": "en-us", "es": "es"}
+
+
+# --- phones ------------------------------------------------------------------------------------------------------
+
+def phonemize(text: str, lang: str) -> list[str]:
+    """IPA phone symbols of ``text`` spoken in ``lang`` (``"en"``/``"es"``), ``|`` between words.
+
+    One symbol per IPA character (length marks and tie bars included), stress marks dropped.
+    """
+    if lang not in ESPEAK_VOICE:
+        raise ValueError(f"no espeak-ng voice for language {lang!r}")
+    ipa = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICE[lang], text], capture_output=True,
+                         check=True, text=True).stdout
+    out: list[str] = []
+    for word in ipa.split():
+        if out:
+            out.append(WORD)
+        out.extend(c for c in word if c not in STRESS)
+    return out
+
+
+def phone_table(records: list[dict[str, Any]], cache: Path) -> dict[str, list[str]]:
+    """``{text + lang: phones}`` for every record, read from / added to the JSON ``cache``."""
+    table: dict[str, list[str]] = json.loads(cache.read_text()) if cache.is_file() else {}
+    todo = [r for r in records if f"{r['lang']}\t{r['text']}" not in table]
+    for r in tqdm(todo, desc="espeak-ng phones", unit="sent", disable=not todo):
+        table[f"{r['lang']}\t{r['text']}"] = phonemize(r["text"], r["lang"])
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        _atomic(cache, lambda p: Path(p).write_text(json.dumps(table, ensure_ascii=False)))
+    return table
+
+
+# --- data --------------------------------------------------------------------------------------------------------
+
+def read_split(corpus: Path, split: str, max_hours: float, max_seconds: float, seed: int
+               ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """Shuffled int16 ``[T]`` waveforms and their manifest rows (``max_seconds`` at most each, ``max_hours`` all)."""
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("split", "train") == split and r["lang"] in ESPEAK_VOICE
+            and r.get("duration", 0) <= max_seconds]
+    if not rows:
+        raise ValueError(f"{corpus} has no {split!r} utterances of at most {max_seconds} s")
+    random.Random(seed).shuffle(rows)
+    wavs, kept, total = [], [], 0.0
+    for r in rows:
+        if total >= max_hours * 3600:
+            break
+        data, rate = sf.read(corpus / r["path"], dtype="int16")
+        if rate != SAMPLE_RATE or data.ndim != 1:
+            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz {data.shape}")
+        wavs.append(data)
+        kept.append(r)
+        total += len(data) / rate
+    return wavs, kept
+
+
+def make_batches(lengths: list[int], max_samples: int, rng: random.Random) -> list[list[int]]:
+    """Indices grouped by similar length so that ``rows x longest`` stays within ``max_samples``; shuffled."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, cur = [], []
+    for i in order:
+        if cur and (len(cur) + 1) * lengths[i] > max_samples:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(wavs: list[np.ndarray], pad: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``(audio [B, S], sample mask [B, S], frames per row)``: each row laid out as the tokenizer lays it out."""
+    left, right = pad
+    frames = [num_frames(len(w)) for w in wavs]
+    width = max(frames) * HOP_LENGTH + left + right
+    audio = torch.zeros(len(wavs), width)
+    mask = torch.zeros(len(wavs), width, dtype=torch.long)
+    for b, w in enumerate(wavs):
+        audio[b, left: left + len(w)] = torch.from_numpy(w.astype(np.float32) / 32768.0)
+        mask[b, : frames[b] * HOP_LENGTH + left + right] = 1
+    return audio, mask, frames
+
+
+class PhoneCTC(torch.nn.Module):
+    """HuBERT encoder + dropout + linear phone head; ``forward(audio, mask) -> log-probs [B, F, V]``."""
+
+    def __init__(self, hubert: torch.nn.Module, num_symbols: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.hubert = hubert
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(hubert.config.hidden_size, num_symbols)
+
+    def forward(self, audio: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        hidden = self.hubert(audio, attention_mask=mask, mask_time_indices=time_mask).last_hidden_state
+        return self.head(self.dropout(hidden)).log_softmax(-1)
+
+
+def greedy(log_probs: torch.Tensor, frames: list[int]) -> list[list[int]]:
+    """Best path per row of ``[B, F, V]`` with repeats merged and blanks (id 0) removed."""
+    out = []
+    for row, n in zip(log_probs.argmax(-1), frames, strict=True):
+        ids = torch.unique_consecutive(row[:n]).tolist()
+        out.append([i for i in ids if i != 0])
+    return out
+
+
+# --- the recipe --------------------------------------------------------------------------------------------------
+
+def finetune(args: argparse.Namespace) -> dict[str, Any]:
+    corpus, out = Path(args.corpus), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = UnitTokenizer.from_pretrained(args.init)
+    if base.hubert is None:
+        raise ValueError(f"{args.init} holds {base.kind!r} units; fine-tuning needs a HuBERT tokenizer")
+    train_wavs, train_rows = read_split(corpus, "train", args.hours, args.max_seconds, args.seed)
+    valid_wavs, valid_rows = read_split(corpus, "valid", 1.0, args.max_seconds, args.seed)
+    valid_wavs, valid_rows = valid_wavs[: args.valid_utts], valid_rows[: args.valid_utts]
+    table = phone_table(train_rows + valid_rows, out / "phones.json")
+    symbols = [BLANK] + sorted({p for r in train_rows for p in table[f"{r['lang']}\t{r['text']}"]})
+    index = {s: i for i, s in enumerate(symbols)}
+
+    def targets(rows: list[dict[str, Any]]) -> list[list[int]]:
+        return [[index[p] for p in table[f"{r['lang']}\t{r['text']}"] if p in index] for r in rows]
+
+    train_y, valid_y = targets(train_rows), targets(valid_rows)
+    log.info("%d train utterances (%.2f h), %d valid; %d phone symbols", len(train_wavs), _hours(train_wavs),
+             len(valid_wavs), len(symbols))
+
+    hubert = base.hubert
+    hubert.config.mask_time_prob = args.mask_prob
+    model = PhoneCTC(hubert, len(symbols))
+    model.hubert.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    pad = hubert_padding(hubert.config)
+    mask_rng = np.random.default_rng(args.seed + 1)
+    state_path = out / "state" / "ctc_state.pt"
+    step, elapsed0, history, epoch, pos = 0, 0.0, [], 0, 0
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=True)
+        if state["symbols"] != symbols:
+            raise ValueError(f"{state_path} was written for another phone inventory; delete {out / 'state'}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed0, history = int(state["step"]), float(state["elapsed_s"]), state["history"]
+        epoch, pos = int(state["epoch"]), int(state["pos"])
+        mask_rng.bit_generator.state = json.loads(state["mask_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming CTC fine-tuning at step %d (%.0f s done)", step, elapsed0)
+    t0 = time.time() - elapsed0
+    budget = args.max_minutes * 60 if args.max_minutes else math.inf
+
+    def progress() -> float:  # fraction of the run done: steps or the time budget, whichever is further
+        return max(step / args.steps, (time.time() - t0) / budget)
+
+    def lr_now() -> float:
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress()))))
+
+    def evaluate() -> float:
+        model.eval()
+        errors = total = 0
+        with torch.no_grad():
+            for a in range(0, len(valid_wavs), 8):
+                audio, mask, frames = collate(valid_wavs[a: a + 8], pad)
+                for hyp, ref in zip(greedy(model(audio, mask), frames), valid_y[a: a + 8], strict=True):
+                    errors += Levenshtein.distance(hyp, ref)
+                    total += len(ref)
+        model.train()
+        return errors / max(1, total)
+
+    def save_state() -> None:  # atomically: a run killed while writing keeps the previous state
+        state = {"step": step, "model": model.state_dict(), "opt": opt.state_dict(), "symbols": symbols,
+                 "history": history, "elapsed_s": time.time() - t0, "epoch": epoch, "pos": pos,
+                 "mask_rng": json.dumps(mask_rng.bit_generator.state), "torch_rng": torch.get_rng_state()}
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic(state_path, lambda p: torch.save(state, p))
+
+    trained = step
+    bar = tqdm(total=args.steps, initial=step, desc="phone CTC", unit="step")
+    window: list[float] = []
+    while step < args.steps and progress() < 1.0:
+        batches = make_batches([len(w) for w in train_wavs], int(args.batch_seconds * SAMPLE_RATE),
+                               random.Random(args.seed + epoch))
+        while pos < len(batches) and step < args.steps and progress() < 1.0:
+            idx = batches[pos]
+            audio, mask, frames = collate([train_wavs[i] for i in idx], pad)
+            time_mask = span_mask(frames, max(frames), args.mask_prob, 10, mask_rng) if args.mask_prob else None
+            log_probs = model(audio, mask, time_mask)  # [B, F, V]
+            ys = [train_y[i] for i in idx]
+            loss = torch.nn.functional.ctc_loss(
+                log_probs.transpose(0, 1), torch.tensor([s for y in ys for s in y]), torch.tensor(frames),
+                torch.tensor([len(y) for y in ys]), blank=0, reduction="mean", zero_infinity=True)
+            for g in opt.param_groups:
+                g["lr"] = lr_now()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step, pos = step + 1, pos + 1
+            window.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{window[-1]:.3f}")
+            if step % args.eval_every == 0 or step == args.steps:
+                rec = {"step": step, "loss": float(np.mean(window)), "valid_per": evaluate(), "lr": lr_now(),
+                       "elapsed_s": round(time.time() - t0, 1)}
+                history.append(rec)
+                window.clear()
+                log.info("step %d: ctc loss %.3f, valid phone error rate %.3f, %.0f s", step, rec["loss"],
+                         rec["valid_per"], rec["elapsed_s"])
+                save_state()
+        if pos >= len(batches):
+            epoch, pos = epoch + 1, 0
+    bar.close()
+    if step != trained and step % args.eval_every:
+        save_state()  # the weights the units come from
+    final_per = evaluate()
+    if not history or history[-1]["step"] != step:
+        history.append({"step": step, "loss": float(np.mean(window)) if window else math.nan, "valid_per": final_per,
+                        "lr": lr_now(), "elapsed_s": round(time.time() - t0, 1)})
+    log.info("fine-tuned %d steps in %.0f s: valid phone error rate %.3f", step, time.time() - t0, final_per)
+
+    model.eval()
+    t = time.time()
+    kmeans_wavs = _take_hours(train_wavs, args.kmeans_hours)
+    tok = fit_hubert_units(model.hubert, kmeans_wavs, args.clusters, args.feature_layer, args.seed)
+    tok.config.hubert["mask_time_prob"] = base.config.hubert["mask_time_prob"]
+    tok.config.info.update(corpus=str(corpus), init=str(args.init), finetuned="phone CTC (espeak-ng IPA)",
+                           steps=step, train_hours=_hours(train_wavs), kmeans_hours=_hours(kmeans_wavs),
+                           valid_phone_error_rate=round(final_per, 4), phone_symbols=len(symbols))
+    tok.save_pretrained(out / args.units_name)
+    with png_figure(out / "finetune.png", 1, 2, figsize=(10, 3.6)) as (_, ax):
+        steps = [h["step"] for h in history]
+        ax[0].plot(steps, [h["loss"] for h in history])
+        ax[0].set_title("phone CTC loss (train)")
+        ax[1].plot(steps, [h["valid_per"] for h in history])
+        ax[1].set_title("valid phone error rate (greedy)")
+        for a in ax:
+            a.set_xlabel("step")
+            a.grid(alpha=0.3)
+    report = {"args": vars(args), "steps": step, "seconds": round(time.time() - t0, 1),
+              "kmeans_seconds": round(time.time() - t, 1), "valid_phone_error_rate": final_per,
+              "symbols": symbols, "history": history}
+    _atomic(out / "training.json", lambda p: Path(p).write_text(json.dumps(report, indent=1, ensure_ascii=False)))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", required=True, help="manifest corpus (train split trains, valid split scores)")
+    p.add_argument("--out", required=True, help="writes OUT/units, OUT/finetune.png, OUT/training.json, OUT/state")
+    p.add_argument("--init", default=str(Path(__file__).resolve().parents[1] / "codec/pretrained/units/hubert"),
+                   help="the HuBERT unit tokenizer to fine-tune")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--max-minutes", type=float, default=0.0, help="time budget; the cosine decay ends with it")
+    p.add_argument("--batch-seconds", type=float, default=32.0, help="padded audio per batch")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="longer utterances are left out")
+    p.add_argument("--hours", type=float, default=10.0, help="training audio at most")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--mask-prob", type=float, default=0.05, help="fraction of frames starting a 10-frame mask")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--valid-utts", type=int, default=64)
+    p.add_argument("--clusters", type=int, default=100)
+    p.add_argument("--feature-layer", type=int, default=None, help="1-based; default num_layers // 2 + 1")
+    p.add_argument("--kmeans-hours", type=float, default=1.0)
+    p.add_argument("--units-name", default="units", help="OUT/NAME receives the tokenizer (a rerun of a finished run "
+                   "only refits the k-means: another layer or K)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    finetune(args)
+
+
+if __name__ == "__main__":
+    main()
