@@ -52,6 +52,8 @@ def _report(name: str, d, duration_s: float) -> str:  # noqa: ANN001 - a Detecti
         f"{name}: {verdict} (probability {d.probability:.6f}, score {d.score:.2f}, threshold {d.threshold:.2f} "
         f"for a false-positive rate of {d.false_positive_rate:g}; {duration_s:.2f} s)"
     ]
+    if d.detected and d.speed != 1.0:
+        lines.append(f"  speed change undone: the audio runs at {d.speed:.3f}x the marked original's speed")
     if d.payload is not None:
         lines.append(f"  payload: {d.payload} (0x{d.payload:04X}, bits {''.join(map(str, d.bits))})")
     else:
@@ -68,6 +70,9 @@ def detect(
     files: list[Path] = typer.Argument(..., help="audio files (WAV, FLAC, MP3, anything ffmpeg reads)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON list with an object per file"),
     key_file: Path | None = typer.Option(None, "--key-file", help="file holding the watermark key"),
+    speed_search: bool = typer.Option(True, "--speed-search/--no-speed-search",
+                                      help="when the plain scan finds nothing, also try speed changes of up to 10% "
+                                           "(about 10x slower on unmarked audio)"),
 ) -> None:
     """Look for the watermark in each FILE; exit 0 if all are watermarked, 1 if any is not, 2 on bad input."""
     from codec import AudioInputError, load_audio
@@ -79,7 +84,7 @@ def detect(
     for path in files:
         try:
             wav = load_audio(path, sample_rate=SAMPLE_RATE).numpy()
-            d = detect_watermark(wav, key=key)
+            d = detect_watermark(wav, key=key, search_speed=speed_search)
         except (AudioInputError, WatermarkInputError) as e:
             status = EXIT_BAD_INPUT
             results.append({"file": str(path), "error": str(e)})

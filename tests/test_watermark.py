@@ -15,9 +15,11 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from codec import load_audio
 from safety import Detection, WatermarkInputError, WatermarkKey, detect, embed, load_key, watermark_hook
 from safety import keys as keys_module
-from safety.attacks import ATTACKS, crop, mix_talker, speech_like, splice, white_noise
+from safety import watermark as wm
+from safety.attacks import ATTACKS, crop, mix_talker, speech_like, speed, splice, white_noise
 from safety.cli import app
 from safety.watermark import DEFAULT_MESSAGE, FRAME_HOP_S, N_BITS, SAMPLE_RATE
 
@@ -76,13 +78,17 @@ def test_wrong_key_and_forgery(clip: np.ndarray, marked: np.ndarray) -> None:
     assert not d.detected and d.payload is None and d.spans == []
 
 
-def test_false_positives_on_clean_clips() -> None:
+def test_false_positives_on_clean_clips(monkeypatch: pytest.MonkeyPatch) -> None:
+    searches = []  # unmarked audio runs the whole speed search: the rate covers it
+    search = wm._speed_search
+    monkeypatch.setattr(wm, "_speed_search", lambda *a: searches.append(1) or search(*a))
     rng = np.random.default_rng(1234)
     hits = 0
-    for i in range(200):
+    for i in range(120):
         x = speech_like(float(rng.uniform(1.0, 3.0)), seed=10_000 + i)
         hits += detect(x, key=KEY).detected
-    assert hits <= 2  # FPR 1e-3 per clip: 0.2 expected; more than 2 in 200 has probability ~0.001
+    assert hits <= 1  # FPR 1e-3 per clip: 0.12 expected; more than 1 in 120 has probability ~0.007
+    assert len(searches) == 120
 
 
 def test_localization_on_splice() -> None:
@@ -113,6 +119,82 @@ def test_crop_still_decodes() -> None:
 def test_white_noise_20db_still_detected(marked: np.ndarray) -> None:
     d = detect(white_noise(marked, SR, snr_db=20.0), key=KEY)
     assert d.detected
+
+
+@pytest.mark.parametrize("factor", [0.93, 0.97, 1.03, 1.07])
+def test_speed_change_detected(factor: float) -> None:
+    marked = embed(speech_like(4.0, seed=21), MESSAGE, key=KEY)
+    changed = speed(marked, SR, factor)  # duration / factor, pitch x factor
+    duration = len(changed) / SR
+    assert not detect(changed, key=KEY, search_speed=False).detected  # the plain scan alone misses it
+    d = detect(changed, key=KEY)
+    assert d.detected and d.payload == MESSAGE and d.threshold == wm.SPEED_THRESHOLD
+    assert abs(d.speed - factor) <= 0.004 and d.to_dict()["speed"] == pytest.approx(d.speed)
+    # frame scores and spans are on the input's timeline
+    assert len(d.frame_scores) == pytest.approx(duration / FRAME_HOP_S, abs=2)
+    assert len(d.spans) == 1 and d.spans[0][0] < 0.3 and duration - 0.3 < d.spans[0][1] <= duration + 1e-3
+
+
+def test_speed_change_localization_and_keys() -> None:
+    x = speech_like(7.0, seed=502)
+    start, end = int(2.0 * SR), int(5.5 * SR)
+    spliced = x.copy()
+    spliced[start:end] = embed(x[start:end], MESSAGE, key=KEY)
+    slow = speed(spliced, SR, 0.93)  # the marked stretch moves to 2.15-5.91 s
+    d = detect(slow, key=KEY)
+    assert d.detected and d.payload == MESSAGE and abs(d.speed - 0.93) <= 0.004
+    assert len(d.spans) == 1  # on the input's timeline (spans of the undone signal would be 0.15 and 0.41 s early)
+    assert abs(d.spans[0][0] - 2.0 / 0.93) <= 0.1 and abs(d.spans[0][1] - 5.5 / 0.93) <= 0.1
+    assert not detect(slow, key=OTHER).detected  # another key still finds nothing after a speed change
+    forged = speed(embed(x, MESSAGE, key=OTHER), SR, 1.05)
+    d = detect(forged, key=KEY)
+    assert not d.detected and d.payload is None and d.spans == [] and d.speed == 1.0
+
+
+def test_speed_search_internals() -> None:
+    # the fine spectrum at factor 1 is the plain features; the tabulated half-normal map matches scipy
+    from scipy.special import ndtr, ndtri
+
+    x = speech_like(3.0, seed=7).astype(np.float64)
+    feats, audible = wm._features(x)
+    fine_feats, fine_audible = wm._features_at(wm._fine_spectrum(x), 1.0)
+    np.testing.assert_allclose(fine_feats, feats, atol=1e-4)
+    assert (fine_audible == audible).all()
+    y = np.concatenate([np.linspace(0, 35, 20001), np.abs(np.random.default_rng(0).standard_normal(5000)) * 3])
+    np.testing.assert_allclose(wm._half_normal_to_normal(y), np.maximum(-ndtri(2 * ndtr(-y)), -8.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 11.0])  # 11 s: more symbols than one cycle of patterns (10.24 s)
+def test_scan_matches_reference(seconds: float) -> None:
+    """The vectorized scan against a direct computation of every alignment's sums, counts and score."""
+    from scipy.special import ndtr, ndtri
+
+    layout = wm._layout(KEY.seed)
+    feats, _ = wm._features(embed(speech_like(seconds, seed=8), MESSAGE, key=KEY).astype(np.float64))
+    best, _ = wm._scan(feats, layout)
+    P, S, C = wm.SYMBOLS_PER_PERIOD, wm.FRAMES_PER_SYMBOL, wm.N_PATTERNS
+    top = (-np.inf, None)
+    for offset in range(S):
+        n_sym = (len(feats) - offset) // S
+        v = feats[offset : offset + n_sym * S].reshape(n_sym, S, -1).sum(axis=1)  # [K, N_BANDS]
+        norms = np.linalg.norm(v, axis=1)
+        for phase in range(C):
+            sums, counts = np.zeros(P), np.zeros(P)
+            for k in range(n_sym):
+                pattern = (phase + k) % C
+                if norms[k] > wm._ACTIVE:
+                    sums[pattern % P] += v[k] @ layout.patterns[pattern] / norms[k]
+                    counts[pattern % P] += 1
+            data, pilots = layout.symbol_of_bit, layout.bit_of_symbol < 0
+            n_bit = counts[data]
+            u = np.maximum(-ndtri(2 * ndtr(-np.abs(sums[data]) / np.sqrt(np.maximum(n_bit, 1)))), -8.0)
+            score = (sums[pilots].sum() + (np.sqrt(n_bit) * np.where(n_bit > 0, u, 0)).sum()) / np.sqrt(counts.sum())
+            if score > top[0]:
+                top = (score, (offset, phase, sums, counts))
+    assert best.score == pytest.approx(top[0], abs=1e-3)
+    assert (best.offset, best.phase) == top[1][:2]
+    np.testing.assert_allclose(best.sums, top[1][2], atol=1e-4)
+    np.testing.assert_array_equal(best.counts, top[1][3])
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
@@ -234,7 +316,13 @@ def test_cli(tmp_path, clip: np.ndarray) -> None:
     assert result.exit_code == 1
     rows = json.loads(result.stdout)
     assert [r["watermarked"] for r in rows] == [True, False] and rows[0]["payload"] == 4321
-    assert len(rows[0]["bit_confidence"]) == N_BITS and rows[0]["spans"]
+    assert len(rows[0]["bit_confidence"]) == N_BITS and rows[0]["spans"] and rows[0]["speed"] == 1.0
+    faster = tmp_path / "faster.wav"  # a speed change is undone by the search and named; without it, missed
+    sf.write(faster, speed(load_audio(out, sample_rate=SR).numpy(), SR, 1.05), SR, subtype="PCM_16")
+    result = runner.invoke(app, ["detect", str(faster), "--key-file", str(key_file)])
+    assert result.exit_code == 0 and "4321" in result.stdout and "speed change undone" in result.stdout
+    result = runner.invoke(app, ["detect", str(faster), "--key-file", str(key_file), "--no-speed-search"])
+    assert result.exit_code == 1 and "not watermarked" in result.stdout
     bogus = tmp_path / "notes.wav"
     bogus.write_text("this is not audio")
     for bad in (tmp_path / "missing.wav", bogus):
