@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from rapidfuzz.distance import Levenshtein
 from tqdm import tqdm
 
 from codec.base import _atomic
 from codec.units import HOP_LENGTH, SAMPLE_RATE, UnitTokenizer, hubert_padding, num_frames
+from training.data.corpus import read_split_rows
 from training.plots import png_figure
 from training.seed import seed_everything
 from training.train_units import _hours, _take_hours, fit_hubert_units, span_mask
@@ -88,23 +88,8 @@ def phone_table(records: list[dict[str, Any]], cache: Path) -> dict[str, list[st
 def read_split(corpus: Path, split: str, max_hours: float, max_seconds: float, seed: int
                ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
     """Shuffled int16 ``[T]`` waveforms and their manifest rows (``max_seconds`` at most each, ``max_hours`` all)."""
-    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("split", "train") == split and r["lang"] in ESPEAK_VOICE
-            and r.get("duration", 0) <= max_seconds]
-    if not rows:
-        raise ValueError(f"{corpus} has no {split!r} utterances of at most {max_seconds} s")
-    random.Random(seed).shuffle(rows)
-    wavs, kept, total = [], [], 0.0
-    for r in rows:
-        if total >= max_hours * 3600:
-            break
-        data, rate = sf.read(corpus / r["path"], dtype="int16")
-        if rate != SAMPLE_RATE or data.ndim != 1:
-            raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz {data.shape}")
-        wavs.append(data)
-        kept.append(r)
-        total += len(data) / rate
-    return wavs, kept
+    return read_split_rows(corpus, split, max_hours, seed,
+                           keep=lambda r: r["lang"] in ESPEAK_VOICE and r.get("duration", 0) <= max_seconds)
 
 
 def make_batches(lengths: list[int], max_samples: int, rng: random.Random) -> list[list[int]]:

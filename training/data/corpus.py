@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,20 @@ def load_corpus(corpus_dir: str | Path, sample_rate: int = SAMPLE_RATE) -> datas
 def read_split_audio(corpus: str | Path, split: str, max_hours: float, seed: int) -> list[np.ndarray]:
     """Shuffled ``[T]`` int16 waveforms of one split of a manifest corpus, up to ``max_hours`` of audio (held in
     memory by the codec and unit trainers). Rows without a ``split`` count as ``train``."""
+    return read_split_rows(corpus, split, max_hours, seed)[0]
+
+
+def read_split_rows(corpus: str | Path, split: str, max_hours: float, seed: int,
+                    keep: Callable[[dict[str, Any]], bool] | None = None
+                    ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """:func:`read_split_audio` with the manifest rows of the waveforms, and only rows ``keep`` accepts."""
     corpus = Path(corpus)
     rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("split", "train") == split]
+    rows = [r for r in rows if r.get("split", "train") == split and (keep is None or keep(r))]
     if not rows:
-        raise ValueError(f"{corpus} has no {split!r} utterances")
+        raise ValueError(f"{corpus} has no {split!r} utterances" + (" that qualify" if keep else ""))
     random.Random(seed).shuffle(rows)
-    out, total = [], 0.0
+    out, kept, total = [], [], 0.0
     for r in rows:
         if total >= max_hours * 3600:
             break
@@ -127,6 +135,7 @@ def read_split_audio(corpus: str | Path, split: str, max_hours: float, seed: int
         if rate != SAMPLE_RATE or data.ndim != 1:
             raise ValueError(f"{r['path']}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz {data.shape}")
         out.append(data)
+        kept.append(r)
         total += len(data) / rate
     log.info("%s: %d utterances, %.2f h in memory", split, len(out), total / 3600)
-    return out
+    return out, kept
