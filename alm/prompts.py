@@ -52,12 +52,16 @@ class Example:
         prompt_len: number of prompt ids at the front.
         loss_weights: ``[L]`` per-position weights (``prompt_weight`` on the prompt, 1 on the target), or
             ``None`` when only the target is scored.
+        ctc_targets: text ids of what the prompt's speech says (its transcript), the targets of the auxiliary CTC
+            loss on the speech positions (:mod:`training.speech_ctc`); ``None`` when the prompt has no speech input
+            or the loss is not used.
     """
 
     input_ids: list[int]
     labels: list[int]
     prompt_len: int
     loss_weights: list[float] | None = None
+    ctc_targets: list[int] | None = None
 
 
 # --- segments ------------------------------------------------------------------------------------------------

@@ -234,3 +234,18 @@ def test_bad_manifests_are_named(tmp_path: Path, content: str, message: str) -> 
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="alm data synth"):
         load_corpus(tmp_path)
+
+
+def test_real_prompts_have_one_transcript_per_recording() -> None:
+    # Debian's Spanish list names digits/0 twice ("cero", then "diez"): the first is kept, so a large plan that
+    # takes every real prompt still has unique utterance ids
+    from training.data.real import asterisk_prompts
+    from training.data.recipe import plan_corpus
+
+    for lang in ("en", "es"):
+        keys = [p.key for p in asterisk_prompts(lang)]
+        assert keys and len(keys) == len(set(keys))
+    zero = [p for p in asterisk_prompts("es") if p.key == "digits/0"]
+    assert [p.text for p in zero] == ["cero"]
+    ids = [u.id for u in plan_corpus(10, 0, ("en", "es"))]
+    assert len(ids) == len(set(ids))

@@ -48,7 +48,7 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +327,8 @@ class ExampleOptions:
         asr_context_prob: probability that an ASR prompt carries earlier text (``<text> … </text>`` before the
             units). The corpus has no running recordings, so the context is another sentence of the same
             language and split: the model learns the format and to transcribe the speech, not the context.
+        ctc_targets: attach the transcript of the prompt's speech to ASR / SLU / S2ST examples
+            (``Example.ctc_targets``, for the auxiliary CTC loss).
     """
 
     num_codebooks: int
@@ -336,6 +338,7 @@ class ExampleOptions:
     s2st_text_prob: float = 0.5
     prompt_weight: float = 0.0
     asr_context_prob: float = 0.0
+    ctc_targets: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.asr_context_prob <= 1.0:
@@ -482,7 +485,14 @@ class ExampleBuilder:
 
     def _speech_input(self, ex: Example, utt_id: str) -> Example:
         """Replace the prompt's ``<units> … </units>`` by ``<audio> c… </audio>`` (``"codec"``) or follow it with
-        that segment (``"both"``); labels and weights of the new segment are the prompt's."""
+        that segment (``"both"``); labels and weights of the new segment are the prompt's. With ``ctc_targets``
+        on, the example also carries the utterance's transcript as text ids (the speech segment's CTC targets)."""
+        ex = self._with_speech_segment(ex, utt_id)
+        if self.options.ctc_targets:
+            ex = replace(ex, ctc_targets=self.vocab.encode_text(self.cache.records[utt_id]["text"]))
+        return ex
+
+    def _with_speech_segment(self, ex: Example, utt_id: str) -> Example:
         mode = self.options.input_speech
         if mode == "units":
             return ex
@@ -507,6 +517,7 @@ class Batch:
         labels: ``[B, L]`` int64, ``-100`` on prompts and padding.
         loss_weights: ``[B, L]`` float32 (0 on padding), or ``None`` when no example carries weights.
         tasks: the task of each row.
+        ctc_targets: per row, the transcript ids of its speech input (``Example.ctc_targets``) or ``None``.
     """
 
     input_ids: torch.Tensor
@@ -514,6 +525,7 @@ class Batch:
     labels: torch.Tensor
     loss_weights: torch.Tensor | None
     tasks: list[str]
+    ctc_targets: list[list[int] | None] = field(default_factory=list)
 
     def model_inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """Keyword arguments for :meth:`alm.model.AlmForCausalLM.forward`."""
@@ -550,7 +562,8 @@ def collate(examples: Sequence[Example], pad_id: int, tasks: Sequence[str] | Non
         mask[b, :m] = 1
         if weights is not None:
             weights[b, :m] = torch.tensor(e.loss_weights) if e.loss_weights is not None else 1.0
-    return Batch(ids, mask, labels, weights, list(tasks) if tasks is not None else [""] * n)
+    return Batch(ids, mask, labels, weights, list(tasks) if tasks is not None else [""] * n,
+                 [e.ctc_targets for e in examples])
 
 
 def pack(examples: Sequence[tuple[str, Example]], max_tokens: int, pad_id: int) -> list[Batch]:
@@ -712,7 +725,7 @@ class MultiTaskSampler:
         """JSON-able state: generator, drop counts and the examples drawn but not served yet."""
         def plain(item: tuple[str, Example]) -> list[Any]:
             task, ex = item
-            return [task, ex.input_ids, ex.labels, ex.prompt_len, ex.loss_weights]
+            return [task, ex.input_ids, ex.labels, ex.prompt_len, ex.loss_weights, ex.ctc_targets]
 
         return {"rng": json.dumps(self.rng.bit_generator.state), "dropped": dict(self.dropped),
                 "pending": json.dumps(None if self._pending is None else plain(self._pending)),

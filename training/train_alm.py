@@ -74,6 +74,7 @@ from training.distributed import (
 )
 from training.plots import png_figure
 from training.seed import seed_everything
+from training.speech_ctc import speech_ctc_loss
 from training.tensorboard import TensorBoard
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class TrainAlmConfig(TrainConfig):
     asr_context_prob: float = 0.0  # ASR prompts carrying earlier text (sets the model's asr_context)
     voice_seconds: float = 3.0
     prompt_weight: float = 0.0
+    ctc_weight: float = 0.0  # weight of the auxiliary CTC loss on the speech positions (training.speech_ctc; 0: off)
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
@@ -123,6 +125,8 @@ class TrainAlmConfig(TrainConfig):
         super().validate()
         self.task_list()
         self.task_weight_map()
+        if not self.ctc_weight >= 0:
+            raise ValueError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
         if self.bucket_pool < 0 or self.curriculum_steps < 0 or self.curriculum_start_len < 1:
             raise ValueError(f"bucket_pool={self.bucket_pool} and curriculum_steps={self.curriculum_steps} cannot be "
                              f"negative; curriculum_start_len={self.curriculum_start_len} must be positive")
@@ -362,23 +366,30 @@ def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> T
 # --- evaluation ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model: AlmForCausalLM, eval_sets: dict[str, list[tuple[str, Example]]], pad_id: int, max_tokens: int,
-             device: torch.device, cfg: TrainAlmConfig) -> dict[str, float]:
-    """Mean target-token loss per task (``valid_loss/<task>``) and over all tasks (``valid_loss``)."""
+             device: torch.device, cfg: TrainAlmConfig, vocab: Vocabulary | None = None) -> dict[str, float]:
+    """Mean target-token loss per task (``valid_loss/<task>``) and over all tasks (``valid_loss``); with
+    ``vocab`` and examples carrying CTC targets, also the auxiliary CTC loss over them (``valid_ctc``)."""
     was_training = model.training
     model.eval()
     out, total, count = {}, 0.0, 0
+    ctc_sum, ctc_rows = 0.0, 0
     for task, items in eval_sets.items():
         loss_sum, n_sum = 0.0, 0
         for batch in pack([(task, ex) for _, ex in items], max_tokens, pad_id):
             n = batch.num_targets
             with _autocast(device, cfg):
-                loss = model(**batch.model_inputs(device)).loss
-            loss_sum, n_sum = loss_sum + float(loss) * n, n_sum + n
+                result = model(**batch.model_inputs(device))
+            loss_sum, n_sum = loss_sum + float(result.loss) * n, n_sum + n
+            if vocab is not None and any(t for t in batch.ctc_targets):
+                ctc, rows = speech_ctc_loss(result.logits, batch.input_ids, batch.ctc_targets, vocab)
+                ctc_sum, ctc_rows = ctc_sum + float(ctc) * rows, ctc_rows + rows
         if n_sum:
             out[f"valid_loss/{task}"] = loss_sum / n_sum
             total, count = total + loss_sum, count + n_sum
     if count:
         out["valid_loss"] = total / count
+    if ctc_rows:
+        out["valid_ctc"] = ctc_sum / ctc_rows
     model.train(was_training)
     return out
 
@@ -506,7 +517,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                              collapse_units=state.model.config.collapse_units,
                              voice_seconds=state.model.config.voice_seconds,
                              s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight,
-                             asr_context_prob=cfg.asr_context_prob)
+                             asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0)
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
@@ -548,6 +559,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     metrics = next(({k: v for k, v in h.items() if k != "step"} for h in reversed(state.history)
                     if "valid_loss" in h), {})
     window: list[float] = []
+    window_ctc: list[float] = []  # auxiliary CTC loss of the micro-batches in the log window
     bad_in_a_row = 0
     window_tasks: Counter[str] = Counter()
     window_task_loss: dict[str, list[float]] = {}  # task -> [summed token loss, scored tokens] in the log window
@@ -569,6 +581,11 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
             # the per-position loss once: the training loss and the per-task log figures both come from it
             ce = token_losses(logits, labels)
             loss = weighted_causal_lm_loss(logits, labels, weights, ce=ce)
+            if cfg.ctc_weight > 0:
+                ctc, ctc_n = speech_ctc_loss(logits, batch.input_ids, batch.ctc_targets, state.vocab)
+                loss = loss + cfg.ctc_weight * ctc
+                if ctc_n:
+                    window_ctc.append(float(ctc.detach()))
             if engine.all_finite(loss.detach()):
                 engine.backward(loss)
             else:
@@ -606,19 +623,24 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                    "tokens_per_s": round((state.tokens_seen - tokens_last) / max(now - t_last, 1e-9), 1),
                    "tasks": dict(window_tasks)}
             rec["loss_per_task"] = {t: v[0] / v[1] for t, v in sorted(window_task_loss.items()) if v[1]}
+            if window_ctc:
+                rec["ctc_loss"] = float(np.mean(window_ctc))
             state.history.append(rec)
             board.add(done, {"train/loss": rec["loss"], "train/lr": lr, "train/grad_norm": grad_norm,
                              "train/tokens_per_s": rec["tokens_per_s"],
-                             **{f"train_loss/{t}": v for t, v in rec["loss_per_task"].items()}})
+                             **{f"train_loss/{t}": v for t, v in rec["loss_per_task"].items()},
+                             **({"train/ctc_loss": rec["ctc_loss"]} if "ctc_loss" in rec else {})})
             if main:
-                log.info("step %d: loss %s (%s), %.0f tokens/s, lr %.2e, %d skipped", done,
+                log.info("step %d: loss %s (%s%s), %.0f tokens/s, lr %.2e, %d skipped", done,
                          "n/a" if rec["loss"] is None else f"{rec['loss']:.3f}",
-                         " ".join(f"{t} {v:.2f}" for t, v in rec["loss_per_task"].items()), rec["tokens_per_s"], lr,
+                         " ".join(f"{t} {v:.2f}" for t, v in rec["loss_per_task"].items()),
+                         f"; ctc {rec['ctc_loss']:.2f}" if "ctc_loss" in rec else "", rec["tokens_per_s"], lr,
                          state.skipped_steps)
             window, window_tasks, t_last, tokens_last = [], Counter(), now, state.tokens_seen
+            window_ctc = []
             window_task_loss = {}
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            metrics = evaluate(model, eval_sets, state.vocab.pad_id, cfg.max_tokens, device, cfg)
+            metrics = evaluate(model, eval_sets, state.vocab.pad_id, cfg.max_tokens, device, cfg, state.vocab)
             state.history.append({"step": done, **metrics})
             board.add(done, metrics)
             transcripts = transcribe_samples(model, state.vocab, samples, cache, device, cfg) if samples else []

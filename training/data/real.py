@@ -47,7 +47,7 @@ def asterisk_prompts(lang: str) -> tuple[Prompt, ...]:
         log.warning("no real %s speech: %s is missing (apt-get install asterisk-core-sounds-%s "
                     "asterisk-core-sounds-%s-wav)", lang, transcript, lang, lang)
         return ()
-    prompts = []
+    prompts: dict[str, Prompt] = {}
     with gzip.open(transcript, "rt", encoding="utf-8", errors="replace") as f:
         for line in f:
             m = _LINE.match(line.strip())
@@ -55,12 +55,12 @@ def asterisk_prompts(lang: str) -> tuple[Prompt, ...]:
                 continue
             key, text = m.group(1), " ".join(m.group(2).split())
             path = SOUNDS_DIR / lang / f"{key}.wav"
-            if not path.is_file():
+            if not path.is_file() or key in prompts:  # a key listed twice keeps its first transcript
                 continue
             spoken = normalize_text(text, lang)
             if len(spoken.split()) >= 1:
-                prompts.append(Prompt(key=key, lang=lang, text=spoken, path=path))
-    return tuple(sorted(prompts, key=lambda p: p.key))
+                prompts[key] = Prompt(key=key, lang=lang, text=spoken, path=path)
+    return tuple(sorted(prompts.values(), key=lambda p: p.key))
 
 
 def parallel_keys() -> list[str]:
