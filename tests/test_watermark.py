@@ -197,6 +197,75 @@ def test_scan_matches_reference(seconds: float) -> None:
     np.testing.assert_array_equal(best.counts, top[1][3])
 
 
+def _reference_first_over_threshold(fine: wm._FineSpectrum, layout: wm._Layout) -> float | None:
+    """The grid scanned one factor at a time with :func:`wm._analyse`, stopping at the first over the threshold."""
+    for factor in wm.SPEED_FACTORS:
+        if wm._analyse(fine, layout, factor).best.score >= wm.SPEED_THRESHOLD:
+            return factor
+    return None
+
+
+@pytest.mark.parametrize(("seconds", "factor"), [(3.0, 0.97), (3.0, None), (11.0, 1.04)])
+def test_batched_speed_scores_match_per_factor(seconds: float, factor: float | None) -> None:
+    """The speed search scores a group of factors at once: every factor's best score (and alignment) is what a
+    scan of that factor alone gives, for any grouping; 11 s holds more symbols than one block of patterns."""
+    layout = wm._layout(KEY.seed)
+    x = speech_like(seconds, seed=31)
+    if factor is not None:
+        x = speed(embed(x, MESSAGE, key=KEY), SR, factor)
+    fine = wm._fine_spectrum(x.astype(np.float64))
+    alone = [wm._analyse(fine, layout, f) for f in wm.SPEED_FACTORS]
+    expected = np.array([a.best.score for a in alone])
+    assert (expected.max() >= wm.SPEED_THRESHOLD) == (factor is not None)
+    for size in (20, 7, 3):
+        groups = [wm.SPEED_FACTORS[i : i + size] for i in range(0, len(wm.SPEED_FACTORS), size)]
+        scores = np.concatenate([wm._speed_scores(fine, layout, group) for group in groups])
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    feats, audible, n_frames = wm._features_batch(fine, wm.SPEED_FACTORS)
+    best, corr = wm._scan_batch(feats, n_frames, layout)
+    for g, a in enumerate(alone):
+        n = n_frames[g]
+        assert n == len(a.feats) and (feats[g, n:] == 0).all() and not audible[g, n:].any()
+        np.testing.assert_allclose(feats[g, :n], a.feats, rtol=0, atol=1e-6)
+        assert (audible[g, :n] == a.audible).all()
+        np.testing.assert_allclose(corr[g, :n], a.corr, rtol=0, atol=1e-5)
+        assert (best[g].offset, best[g].phase) == (a.best.offset, a.best.phase)
+        np.testing.assert_allclose(best[g].sums, a.best.sums, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(best[g].counts, a.best.counts)
+    assert wm._first_over_threshold(fine, layout) == _reference_first_over_threshold(fine, layout)
+
+
+def test_sum_by_position_batched_matches_alone() -> None:
+    """Rows of different lengths (zero past their end), across more than one block of N_PATTERNS symbols."""
+    rng = np.random.default_rng(5)
+    n_sym = np.array([341, 330, 321, 160, 47, 40, 1, 0])
+    z = rng.standard_normal((len(n_sym), n_sym.max(), wm.N_PATTERNS)).astype(np.float32)
+    z[np.arange(n_sym.max()) >= n_sym[:, None]] = 0.0
+    batched = wm._sum_by_position(z, n_sym)
+    for g, n in enumerate(n_sym):
+        alone = wm._sum_by_position(z[g, :n]) if n else np.zeros((wm.N_PATTERNS, wm.SYMBOLS_PER_PERIOD))
+        np.testing.assert_allclose(batched[g], alone, rtol=0, atol=1e-9)
+
+
+def test_detect_same_with_batched_speed_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """detect with the batched grid reports exactly what the factor-by-factor search reports."""
+    marked = embed(speech_like(4.0, seed=33), MESSAGE, key=KEY)
+    cases = [speech_like(2.5, seed=34), speed(marked, SR, 0.98), speed(marked, SR, 1.06), marked]
+    batched = [detect(x, key=KEY) for x in cases]
+    monkeypatch.setattr(wm, "_first_over_threshold", _reference_first_over_threshold)
+    for x, got in zip(cases, batched):
+        want = detect(x, key=KEY)
+        for name in ("detected", "payload", "spans", "threshold", "speed"):
+            assert getattr(got, name) == getattr(want, name), name
+        assert got.score == pytest.approx(want.score, abs=1e-6)
+        assert got.probability == pytest.approx(want.probability, abs=1e-9)
+        np.testing.assert_array_equal(got.bits, want.bits)
+        for name in ("bit_confidence", "frame_scores"):
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=0, atol=1e-6)
+    assert [d.detected for d in batched] == [False, True, True, True]
+    assert batched[1].speed != 1.0 and batched[2].speed != 1.0 and batched[3].speed == 1.0
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attacks_run(name: str, marked: np.ndarray) -> None:
     out = ATTACKS[name](marked, SR)
