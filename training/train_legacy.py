@@ -8,7 +8,8 @@ Setup -> train -> save, visibly:
    Translatotron: ``source_lang`` utterances tagged ``s2st`` with their ``translation_id`` partner as target) up to
    ``max_seconds``; their log-mel is computed once into a resumable .npy cache (:mod:`training.legacy.data`);
 2. a :class:`legacy_seq2seq.text.CharVocab` of the train split's normalized text (FastSpeech 2: the vocabulary of
-   the Tacotron 2 in ``durations_from``, whose alignments give its durations; pitch and energy as described in
+   the Tacotron 2 or CTC model in ``durations_from``, whose attention or forced alignment gives its durations
+   (:mod:`training.legacy.ctc_alignment`); pitch and energy as described in
    :mod:`training.legacy.prosody`);
 3. the model at its preset size (:func:`training.legacy.config.model_config`) inside a loss module, driven by
    :func:`training.distributed.make_engine` (plain or DeepSpeed; HiFi-GAN's two optimizers: plain only);
@@ -40,8 +41,9 @@ from tqdm import tqdm
 
 from codec.audio import load_audio
 from codec.features import FeatureConfig
+from legacy_seq2seq.ctc import CTCModel
 from legacy_seq2seq.hifigan import LogMel
-from legacy_seq2seq.inference import MODEL_CLASSES, load_features, normalize_text
+from legacy_seq2seq.inference import MODEL_CLASSES, load_features, load_legacy, normalize_text
 from legacy_seq2seq.tacotron2 import Tacotron2
 from legacy_seq2seq.text import CharVocab
 from training.config import add_config_arguments, config_from_arguments
@@ -49,6 +51,7 @@ from training.data.corpus import read_manifest
 from training.distributed import broadcast, init_process_group, make_engine, pick_device, process_info
 from training.legacy.checkpoints import export_final, plot_history, resume_checkpoint, save_checkpoint
 from training.legacy.config import ASR_MODELS, LANGS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
+from training.legacy.ctc_alignment import ctc_durations
 from training.legacy.data import (
     MIN_FRAMES,
     BatchStream,
@@ -146,16 +149,32 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
                              energy_target(mel)])
 
         data.prosody.fill(data.train + data.valid, prosody, "pitch+energy", progress)
-        taco_dir = Path(cfg.durations_from)
-        taco = Tacotron2.from_pretrained(taco_dir)
-        data.durations = NpyCache(root / f"durations-{file_fingerprint(taco_dir / 'model.safetensors')}")
+        aligner_dir = Path(cfg.durations_from)
+        aligner = load_legacy(aligner_dir).model
+        if not isinstance(aligner, Tacotron2 | CTCModel):
+            raise ValueError(f"durations_from={cfg.durations_from!r} holds a {type(aligner).__name__}: give a "
+                             "trained Tacotron 2 or CTC model directory")
+        data.durations = NpyCache(root / f"durations-{file_fingerprint(aligner_dir / 'model.safetensors')}")
 
         def durations(u: Any) -> np.ndarray:
+            mel = np.asarray(mels.load(u.id))
+            if isinstance(aligner, CTCModel):
+                try:
+                    return ctc_durations(aligner, data.ids[u.id], mel)
+                except ValueError:  # too many characters for its frames: no alignment, left out below
+                    return np.zeros(0, dtype=np.int64)
             with torch.random.fork_rng():  # Tacotron 2's prenet dropout is always on: seed it per utterance
                 torch.manual_seed(cfg.seed)
-                return tacotron_durations(taco, data.ids[u.id], np.asarray(mels.load(u.id)))
+                return tacotron_durations(aligner, data.ids[u.id], mel)
 
         data.durations.fill(data.train + data.valid, durations, "durations", progress)
+        aligned = {u.id for u in data.train + data.valid
+                   if len(data.durations.load(u.id)) == len(data.ids[u.id])}
+        if len(aligned) < len(data.train) + len(data.valid):
+            log.warning("fastspeech2: %d utterances had no alignment (more characters than the aligner's "
+                        "frames) and are left out", len(data.train) + len(data.valid) - len(aligned))
+        data.train = [u for u in data.train if u.id in aligned]
+        data.valid = [u for u in data.valid if u.id in aligned]
     log.info("%s: %d train / %d valid utterances (%.2f h of training audio)%s", kind, len(data.train),
              len(data.valid), sum(u.seconds for u in data.train) / 3600, f", {vocab}" if vocab else "")
     return data
@@ -173,8 +192,9 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         raise ValueError("HiFi-GAN trains two optimizers (generator, discriminators) in turn: it runs on the plain "
                          "engine with grad_accum=1 only; set engine=plain (and no ZeRO/fp16/offload, no launcher)")
     if kind == "fastspeech2" and not (cfg.durations_from and (Path(cfg.durations_from) / "config.json").is_file()):
-        raise ValueError(f"FastSpeech 2 needs durations_from: a trained Tacotron 2 directory (got "
-                         f"{cfg.durations_from!r}); train one with `python -m training.train_legacy tacotron2`")
+        raise ValueError(f"FastSpeech 2 needs durations_from: a trained Tacotron 2 or CTC model directory (got "
+                         f"{cfg.durations_from!r}); train one with `python -m training.train_legacy tacotron2` "
+                         "(or `ctc`)")
     info = process_info()
     device = pick_device(cfg, info)
     if cfg.use_deepspeed():

@@ -49,7 +49,7 @@ class LegacyTrainConfig(TrainConfig):
     # Tacotron 2
     guided_attention_steps: int = 1000  # steps trained with the guided attention loss (weight 1), then 0
     # FastSpeech 2
-    durations_from: str | None = None  # a trained Tacotron 2 directory: durations from its alignments (required)
+    durations_from: str | None = None  # a trained Tacotron 2 or CTC directory: durations from its alignments (required)
     # HiFi-GAN
     vocoder_segment_s: float = 0.5  # waveform segment per training example
     # Translatotron: source speech in source_lang -> target speech in the other language of the corpus pair
