@@ -9,8 +9,10 @@ The paper's diagram::
     MultiScaleDiscriminator: raw wav, x/2 and x/4 avg-pooled, grouped strided 1-D convs
 
 Losses: least-squares GAN (:func:`discriminator_loss`, :func:`generator_adversarial_loss`), feature matching
-(L1 between discriminator feature maps, weight 2) and mel L1 (weight 45) in :func:`generator_loss`. The mel of
-the loss is :class:`LogMel`, a differentiable torch twin of :func:`codec.features.log_mel` (same Slaney
+(L1 between discriminator feature maps, weight 2) and mel L1 (weight 45) in :func:`generator_loss`. A run may
+first train the generator alone on mel L1 plus :func:`multi_resolution_stft_loss` (Parallel WaveGAN's schedule,
+``discriminator_train_start_steps``): far cheaper steps that make speech intelligible before the GAN refines it.
+The mel of the loss is :class:`LogMel`, a differentiable torch twin of :func:`codec.features.log_mel` (same Slaney
 filterbank, periodic Hann window, centred reflect-padded STFT, power, natural log with the same floor), so the
 vocoder is trained on exactly the features Tacotron 2 / FastSpeech 2 predict. A segment of ``F * hop`` samples
 has ``F + 1`` log-mel frames (``center=True``); train on the first ``F``.
@@ -293,6 +295,32 @@ def feature_matching_loss(real_fmaps: list[list[torch.Tensor]], fake_fmaps: list
     return sum(torch.mean(torch.abs(r.detach() - g)) for rs, gs in zip(real_fmaps, fake_fmaps) for r, g in zip(rs, gs))
 
 
+STFT_RESOLUTIONS = ((1024, 256, 1024), (512, 128, 512), (256, 64, 256))  # (n_fft, hop, window) at 16 kHz
+
+
+def multi_resolution_stft_loss(fake: torch.Tensor, real: torch.Tensor,
+                               resolutions: tuple[tuple[int, int, int], ...] = STFT_RESOLUTIONS) -> torch.Tensor:
+    """Parallel WaveGAN's multi-resolution STFT loss (Yamamoto et al. 2020), written here because it is a few lines
+    of ``torch.stft``: per resolution, spectral convergence ``||S - S'||_F / ||S||_F`` plus the mean L1 of the log
+    magnitudes, averaged over the resolutions.
+
+    Args:
+        fake: ``[B, S]`` generated waveform.
+        real: ``[B, S]`` reference waveform.
+
+    Returns:
+        Scalar loss (0 when ``fake == real``).
+    """
+    total = fake.new_zeros(())
+    for n_fft, hop, win in resolutions:
+        window = torch.hann_window(win, device=fake.device)
+        mags = [torch.stft(x.float(), n_fft, hop, win, window=window, return_complex=True).abs().clamp_min(1e-7)
+                for x in (fake, real)]
+        convergence = torch.linalg.norm(mags[1] - mags[0]) / torch.linalg.norm(mags[1]).clamp_min(1e-7)
+        total = total + convergence + F.l1_loss(torch.log(mags[0]), torch.log(mags[1]))
+    return total / len(resolutions)
+
+
 @dataclass
 class GeneratorLoss:
     """The generator's objective and its unweighted terms (all scalars)."""
@@ -326,4 +354,5 @@ def generator_loss(fake_logits: list[torch.Tensor], real_fmaps: list[list[torch.
 
 __all__ = ["FEATURE_MATCHING_WEIGHT", "MEL_LOSS_WEIGHT", "GeneratorLoss", "HiFiGANConfig", "HiFiGANGenerator",
            "LogMel", "MultiPeriodDiscriminator", "MultiScaleDiscriminator", "discriminator_loss",
-           "feature_matching_loss", "generator_adversarial_loss", "generator_loss", "hifigan_cpu", "hifigan_v1"]
+           "feature_matching_loss", "generator_adversarial_loss", "generator_loss", "hifigan_cpu", "hifigan_v1",
+           "multi_resolution_stft_loss"]

@@ -105,7 +105,13 @@ class Tacotron2Inference:
 
 def guided_attention_loss(alignments: torch.Tensor, text_lengths: torch.Tensor, decoder_lengths: torch.Tensor,
                           g: float = GUIDED_ATTENTION_G) -> torch.Tensor:
-    """Penalty for attention far from the diagonal: mean of ``A[t, n] * (1 - exp(-(n/N - t/T)^2 / (2 g^2)))``.
+    """Penalty for attention far from the diagonal: per decoder step, the attention mass off the diagonal band,
+    ``sum_n A[t, n] * (1 - exp(-(n/N - t/T)^2 / (2 g^2)))``, averaged over the valid steps.
+
+    Tachibana et al. (2017) average ``A * W`` over all ``(t, n)`` cells instead; since each step's weights sum to 1,
+    that mean is at most ``1/N`` and its gradient shrinks with the text length (measured here: with 60-100
+    characters it was ~0.01 beside a mel loss of ~0.5, and a CPU run did not align). Summing over the symbols keeps
+    the same minimiser with a scale in ``[0, 1]`` whatever the length.
 
     Args:
         alignments: ``[B, T, L]`` attention weights (decoder step x symbol).
@@ -114,14 +120,15 @@ def guided_attention_loss(alignments: torch.Tensor, text_lengths: torch.Tensor, 
         g: band width; 0.2 as in Tachibana et al. (2017).
 
     Returns:
-        Scalar mean over the valid ``(t, n)`` cells; 0 for a perfectly diagonal alignment.
+        Scalar in ``[0, 1]``: 0 for a perfectly diagonal alignment, near 1 for one far from it.
     """
     _, T, L = alignments.shape
     t = torch.arange(T, device=alignments.device).float()[None, :, None] / decoder_lengths.float()[:, None, None]
     n = torch.arange(L, device=alignments.device).float()[None, None, :] / text_lengths.float()[:, None, None]
     weight = 1.0 - torch.exp(-((n - t) ** 2) / (2 * g * g))  # [B, T, L]
     valid = (_mask(decoder_lengths, T)[:, :, None] & _mask(text_lengths, L)[:, None, :]).float()
-    return (alignments * weight * valid).sum() / valid.sum().clamp_min(1.0)
+    steps = _mask(decoder_lengths, T).float().sum()
+    return (alignments * weight * valid).sum() / steps.clamp_min(1.0)
 
 
 def _mask(lengths: torch.Tensor, size: int) -> torch.Tensor:

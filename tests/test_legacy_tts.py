@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from codec.features import log_mel
 from legacy_seq2seq.checkpoint import CheckpointError
@@ -27,6 +28,7 @@ from legacy_seq2seq.hifigan import (
     discriminator_loss,
     generator_loss,
     hifigan_cpu,
+    multi_resolution_stft_loss,
 )
 from legacy_seq2seq.tacotron2 import Tacotron2, guided_attention_loss, tacotron2_tiny
 
@@ -113,7 +115,36 @@ def test_guided_attention_loss_diagonal_vs_antidiagonal() -> None:
     anti = torch.eye(10).flip(1)[None]
     low, high = guided_attention_loss(diagonal, n, n), guided_attention_loss(anti, n, n)
     assert float(low) < 1e-6
-    assert float(high) > 0.05  # mean over all T x N cells (the paper's normalisation); 10 of 100 are non-zero
+    assert 0.5 < float(high) <= 1.0  # per-step off-diagonal mass: most of the anti-diagonal is outside the band
+
+
+def test_guided_attention_loss_scale_does_not_shrink_with_text_length() -> None:
+    # uniform attention over N symbols: the off-band mass per step is about the same fraction for any N
+    values = []
+    for length in (10, 80):
+        n = torch.tensor([length])
+        values.append(float(guided_attention_loss(torch.full((1, length, length), 1.0 / length), n, n)))
+    assert abs(values[0] - values[1]) < 0.1 and values[1] > 0.3, values
+
+
+def test_guided_attention_loss_pulls_tacotron2_attention_onto_the_diagonal() -> None:
+    torch.manual_seed(0)
+    model = Tacotron2(tacotron2_tiny(VOCAB, N_MELS))
+    mels, lengths = _mels(15), torch.tensor([15, 10])
+    r = model.config.reduction_factor
+    steps = torch.div(lengths + r - 1, r, rounding_mode="floor")
+
+    def attention_loss() -> torch.Tensor:
+        return guided_attention_loss(model(TEXT, TEXT_LENGTHS, mels, lengths).alignments, TEXT_LENGTHS, steps)
+
+    with torch.no_grad():
+        torch.manual_seed(1)
+        before = float(attention_loss())
+    _train(model, lambda: model(TEXT, TEXT_LENGTHS, mels, lengths, 10.0).loss, n=60)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        after = float(attention_loss())
+    assert after < 0.5 * before, (before, after)
 
 
 def test_tacotron2_learns_a_tiny_batch() -> None:
@@ -243,6 +274,33 @@ def test_one_gan_step_gives_finite_losses() -> None:
     assert all(torch.isfinite(x) for x in (g.adversarial, g.feature_matching, g.mel, g.total))
     torch.testing.assert_close(g.total, g.adversarial + 2 * g.feature_matching + 45 * g.mel)
     assert all(torch.isfinite(p.grad).all() for p in G.parameters() if p.grad is not None)
+
+
+def test_multi_resolution_stft_loss_is_zero_on_identity_and_grows_with_noise() -> None:
+    wav = _test_signal(4000)
+    assert float(multi_resolution_stft_loss(wav, wav)) < 1e-5
+    small = float(multi_resolution_stft_loss(wav + 0.01 * torch.randn_like(wav), wav))
+    large = float(multi_resolution_stft_loss(wav + 0.1 * torch.randn_like(wav), wav))
+    assert 0 < small < large
+
+
+def test_generator_warm_up_alone_lowers_the_spectral_loss() -> None:
+    # the warm-up objective (mel L1 + multi-resolution STFT, no discriminators) trains the generator by itself
+    torch.manual_seed(0)
+    config = _tiny_hifigan()
+    G, mel_fn = HiFiGANGenerator(config), LogMel(config.features)
+    opt = torch.optim.Adam(G.parameters(), 2e-3)
+    wav = _test_signal(40 * 20)
+    mel = mel_fn(wav)[..., :40]
+    losses = []
+    for _ in range(41):
+        fake = G(mel)
+        loss = F.l1_loss(mel_fn(fake)[..., :40], mel) + multi_resolution_stft_loss(fake, wav, ((64, 16, 64),))
+        losses.append(float(loss))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.7 * losses[0], losses[::10]
 
 
 # --- save / load --------------------------------------------------------------------------------------------

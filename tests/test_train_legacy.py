@@ -48,7 +48,8 @@ def _argv(kind: str, corpus: Path, out: Path, cache: Path, *extra: str) -> list[
             "--batch-seconds", "8", "--max-batch-size", "4", "--max-seconds", "5", "--num-samples", "2",
             "--eval-utterances", "2", "--engine", "plain", "--device", "cpu", "--threads", "1", "--no-progress"]
     if kind == "hifigan":
-        args += ["--vocoder-segment-s", "0.25", "--batch-seconds", "1"]
+        # two warm-up steps (generator alone), then GAN steps
+        args += ["--vocoder-segment-s", "0.25", "--batch-seconds", "1", "--vocoder-gan-start-step", "2"]
     return args + list(extra)
 
 
@@ -112,6 +113,10 @@ def test_debug_run_writes_a_loadable_final(kind: str, runs: Runs) -> None:
         assert "mel_l1" in evals[-1] and math.isfinite(evals[-1]["mel_l1"])
     if kind in ("las", "tacotron2"):
         assert (out / "alignments" / f"step-{STEPS}.png").stat().st_size > 0
+    if kind == "hifigan":  # two warm-up steps (generator alone), then two GAN steps
+        logged = [h for h in result.history if h.get("loss") is not None]
+        assert ["d_loss" in h for h in logged] == [False, False, True, True]
+        assert all("train_stft" in h for h in logged[:2])
 
 
 def test_translatotron_pairs_spanish_sources_with_their_english_translations(tiny_corpus: Path,

@@ -272,11 +272,11 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
             rng = np.random.default_rng([cfg.seed, step])
             segment = int(cfg.vocoder_segment_s * features.sample_rate)
             wav = torch.from_numpy(audio_segments(utts, segment, rng, features.sample_rate)).to(device)
-            extras = gan_step(engines[0], engines[1], mel_fn, wav)
+            extras = gan_step(engines[0], engines[1], mel_fn, wav, adversarial=step >= cfg.vocoder_gan_start_step)
             step_loss, grad_norm = extras.pop("loss"), extras.pop("grad_norm")
         else:
             step_loss, applied = 0.0, True
-            weight = 1.0 if step < cfg.guided_attention_steps else 0.0
+            weight = cfg.guided_attention_weight if step < cfg.guided_attention_steps else 0.0
             for _ in range(cfg.grad_accum):
                 loss = engine(**make_batch(data, take(), device, weight))
                 if engine.all_finite(loss.detach()):

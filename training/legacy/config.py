@@ -47,11 +47,13 @@ class LegacyTrainConfig(TrainConfig):
     num_samples: int = 4  # ASR: valid utterances decoded (CER/WER, logged next to their references) per eval
     eval_utterances: int = 16  # valid utterances for the valid loss / mel L1
     # Tacotron 2
-    guided_attention_steps: int = 1000  # steps trained with the guided attention loss (weight 1), then 0
+    guided_attention_steps: int = 1000  # steps trained with the guided attention loss, then weight 0
+    guided_attention_weight: float = 1.0  # its weight during those steps (Tacotron 2 and Translatotron)
     # FastSpeech 2
     durations_from: str | None = None  # a trained Tacotron 2 or CTC directory: durations from its alignments (required)
     # HiFi-GAN
     vocoder_segment_s: float = 0.5  # waveform segment per training example
+    vocoder_gan_start_step: int = 0  # steps before this train the generator alone (mel L1 + multi-resolution STFT)
     # Translatotron: source speech in source_lang -> target speech in the other language of the corpus pair
     source_lang: str = "es"
 
@@ -68,6 +70,8 @@ class LegacyTrainConfig(TrainConfig):
             problems.append("batch_seconds, max_batch_size and max_seconds must be positive")
         if self.max_minutes < 0:
             problems.append(f"max_minutes={self.max_minutes} must be >= 0 (0: no time budget)")
+        if self.vocoder_gan_start_step < 0:
+            problems.append(f"vocoder_gan_start_step={self.vocoder_gan_start_step} must be >= 0")
         if self.vocoder_segment_s <= 0 or self.num_samples < 0 or self.eval_utterances < 1:
             problems.append("vocoder_segment_s and eval_utterances must be positive, num_samples >= 0")
         if self.source_lang not in LANGS:

@@ -24,12 +24,20 @@ from typing import Any
 import jiwer
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from alm.textnorm import normalize_for_eval
 from codec.features import FeatureConfig
 from legacy_seq2seq.alignment_plot import plot_alignment
-from legacy_seq2seq.hifigan import LogMel, MultiPeriodDiscriminator, MultiScaleDiscriminator, discriminator_loss
+from legacy_seq2seq.hifigan import (
+    MEL_LOSS_WEIGHT,
+    LogMel,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    discriminator_loss,
+    multi_resolution_stft_loss,
+)
 from legacy_seq2seq.hifigan import generator_loss as hifigan_generator_loss
 from legacy_seq2seq.inference import las_token_ids
 from legacy_seq2seq.las_decoding import greedy_decode as las_greedy_decode
@@ -243,15 +251,30 @@ class Discriminators(nn.Module):
         return l1 + l2, f1 + f2
 
 
-def gan_step(g: Any, d: Any, mel_fn: LogMel, wav: torch.Tensor) -> dict[str, float]:
+def gan_step(g: Any, d: Any, mel_fn: LogMel, wav: torch.Tensor, adversarial: bool = True) -> dict[str, float]:
     """One HiFi-GAN update: discriminators on real vs generated segments, then the generator (adversarial +
     feature matching + mel L1). ``g`` and ``d`` are engines; returns the losses and the generator's grad norm
-    (NaN where an update was skipped for a non-finite loss)."""
+    (NaN where an update was skipped for a non-finite loss).
+
+    ``adversarial=False`` is the warm-up: the discriminators are not run and the generator alone learns
+    ``45 * (mel L1 + multi-resolution STFT loss)``.
+    """
     hop = mel_fn.features.hop_length
     frames = wav.shape[1] // hop
     real = wav[:, : frames * hop]
     mel = mel_fn(real)[..., :frames]  # [B, n_mels, frames]: centred frames, the last one dropped
     fake = g(mel=mel)
+    nan = float("nan")
+    if not adversarial:
+        mel_l1 = F.l1_loss(mel_fn(fake)[..., :frames], mel)
+        stft = multi_resolution_stft_loss(fake, real)
+        total = MEL_LOSS_WEIGHT * (mel_l1 + stft)
+        g_ok = g.all_finite(total.detach())
+        if g_ok:
+            g.backward(total)
+        grad_norm = g.step(apply=g_ok)
+        return {"loss": total.item() if g_ok else nan, "train_mel_l1": mel_l1.item(),
+                "train_stft": stft.item(), "grad_norm": grad_norm}
     real_logits, _ = d(wav=real)
     fake_logits, _ = d(wav=fake.detach())
     d_loss = discriminator_loss(real_logits, fake_logits)
@@ -268,7 +291,6 @@ def gan_step(g: Any, d: Any, mel_fn: LogMel, wav: torch.Tensor) -> dict[str, flo
         g.backward(loss.total)
     grad_norm = g.step(apply=g_ok)
     d.optimizer.zero_grad(set_to_none=True)  # the generator's loss left gradients in the discriminators
-    nan = float("nan")
     return {"loss": loss.total.item() if g_ok else nan, "d_loss": d_loss.item() if d_ok else nan,
             "train_mel_l1": loss.mel.item(), "grad_norm": grad_norm}
 
