@@ -8,16 +8,20 @@ signal and are wired by the benchmark.
 
 The codec attacks (MP3, AAC, Opus) round-trip through the ``ffmpeg`` binary with temporary files and raise
 :class:`AttackUnavailableError` when ffmpeg (or the encoder) is missing, so callers can skip them.
+:func:`neural_codec` re-encodes through the project's own neural codec (``codec.load_codec()``, loaded once, on
+first use; torch is imported only then).
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -166,6 +170,35 @@ def opus(wav: np.ndarray, sr: int, kbps: int = 16) -> np.ndarray:
     return _ffmpeg_roundtrip(wav, sr, ["-c:a", "libopus", "-b:a", f"{kbps}k", "-application", "voip"], ".ogg")
 
 
+@functools.cache
+def _shipped_codec(path: str | None) -> Any:
+    try:
+        from codec import load_codec
+
+        codec = load_codec(path)
+    except (ImportError, OSError, ValueError) as e:
+        raise AttackUnavailableError(f"the neural codec could not be loaded ({e})") from e
+    return codec
+
+
+def neural_codec(wav: np.ndarray, sr: int, num_codebooks: int | None = None, path: str | None = None) -> np.ndarray:
+    """Encode and decode through the project's neural codec (the shipped one unless ``path``), as a user
+    re-synthesising generated speech would: 8 codebooks x 1024 at 50 frames/s (4 kb/s), or ``num_codebooks``.
+    The decode is the codec's own, without the watermark hook."""
+    import torch
+
+    codec = _shipped_codec(path)
+    with torch.no_grad():
+        codes = codec.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), sr)
+        if num_codebooks is not None:
+            codes = codes[:, :num_codebooks]
+        y = codec.decode(codes)[0].numpy()
+    if sr != codec.sample_rate:
+        g = np.gcd(sr, codec.sample_rate)
+        y = signal.resample_poly(y, sr // g, codec.sample_rate // g)
+    return _out(np.pad(y, (0, max(len(wav) - len(y), 0)))[: len(wav)])
+
+
 Attack = Callable[[np.ndarray, int], np.ndarray]
 
 # The standard benchmark set: name -> fn(wav, sr). Lengths change only for "speed" and "crop".
@@ -190,8 +223,9 @@ ATTACKS: dict[str, Attack] = {
     "mp3_32kbps": mp3,
     "aac_32kbps": aac,
     "opus_16kbps": opus,
+    "neural_codec_4kbps": neural_codec,
 }
-CODEC_ATTACKS = ("mp3_32kbps", "aac_32kbps", "opus_16kbps")
+CODEC_ATTACKS = ("mp3_32kbps", "aac_32kbps", "opus_16kbps", "neural_codec_4kbps")
 
 
 # --------------------------------------------------------------------------------------------- test signals

@@ -401,3 +401,27 @@ def test_cli(tmp_path, clip: np.ndarray) -> None:
     assert result.exit_code == 2 and "key file" in result.output
     result = runner.invoke(app, ["embed", str(clean), "-o", str(out), "--message", "70000"])
     assert result.exit_code == 2
+
+
+def test_neural_codec_attack_resynthesises_through_the_shipped_codec(marked: np.ndarray) -> None:
+    from safety import attacks
+
+    out = attacks.neural_codec(marked, SR)
+    assert out.shape == marked.shape and out.dtype == np.float32
+    assert not np.allclose(out, marked, atol=1e-3)  # re-synthesised, not passed through
+    from codec.features import log_mel
+
+    def mel_distance(y: np.ndarray) -> float:  # the codec keeps the spectrum, not the phase
+        return float((log_mel(y) - log_mel(marked)).abs().mean())
+
+    fewer = attacks.neural_codec(marked, SR, num_codebooks=2)
+    assert mel_distance(fewer) > mel_distance(out)  # fewer codebooks: a coarser copy
+    at_8k = attacks.neural_codec(attacks.resample(marked, SR)[::2].copy(), SR // 2)
+    assert len(at_8k) == len(marked) // 2  # other rates go through the codec's 16 kHz and come back
+
+
+def test_neural_codec_attack_reports_a_missing_codec(tmp_path) -> None:  # noqa: ANN001
+    from safety import attacks
+
+    with pytest.raises(attacks.AttackUnavailableError, match="neural codec could not be loaded"):
+        attacks.neural_codec(np.zeros(1600, np.float32), SR, path=str(tmp_path / "nothing-here"))
