@@ -237,3 +237,14 @@ def test_comparison_report_measures_every_baseline(runs: Runs, tiny_corpus: Path
     assert all(report["models"][k]["params_m"] > 0 and report["models"][k]["train_steps"] == STEPS for k in ALL)
     table = (tmp_path / "results.md").read_text()
     assert "| ctc |" in table and "| fastspeech2+hifigan |" in table and (tmp_path / "legacy_vs_alm.png").is_file()
+
+
+def test_fastspeech2_trains_on_ctc_durations(tiny_corpus: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    ctc = main(_argv("ctc", tiny_corpus, tmp_path / "ctc", cache))
+    fs2 = main(_argv("fastspeech2", tiny_corpus, tmp_path / "fs2", cache, "--durations-from", str(ctc.final)))
+    losses = [h["loss"] for h in fs2.history if h.get("loss") is not None]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert (fs2.final / "vocab.json").read_text() == (ctc.final / "vocab.json").read_text()
+    cached = sorted((cache).glob("durations-*/*.npy"))
+    assert cached and all(np.load(p).sum() > 0 for p in cached)

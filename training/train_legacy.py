@@ -51,7 +51,7 @@ from training.data.corpus import read_manifest
 from training.distributed import broadcast, init_process_group, make_engine, pick_device, process_info
 from training.legacy.checkpoints import export_final, plot_history, resume_checkpoint, save_checkpoint
 from training.legacy.config import ASR_MODELS, LANGS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
-from training.legacy.ctc_alignment import ctc_durations
+from training.legacy.ctc_alignment import UnalignableError, ctc_durations
 from training.legacy.data import (
     MIN_FRAMES,
     BatchStream,
@@ -161,7 +161,7 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
             if isinstance(aligner, CTCModel):
                 try:
                     return ctc_durations(aligner, data.ids[u.id], mel)
-                except ValueError:  # too many characters for its frames: no alignment, left out below
+                except UnalignableError:  # too many characters for its frames: no alignment, left out below
                     return np.zeros(0, dtype=np.int64)
             with torch.random.fork_rng():  # Tacotron 2's prenet dropout is always on: seed it per utterance
                 torch.manual_seed(cfg.seed)

@@ -23,6 +23,10 @@ from legacy_seq2seq.text import BLANK_ID
 _NEG = -1e30
 
 
+class UnalignableError(ValueError):
+    """The transcript has more characters (plus adjacent repeats) than the model has frames: no CTC path fits."""
+
+
 def ctc_forced_align(log_probs: np.ndarray, labels: list[int], blank: int = BLANK_ID) -> np.ndarray:
     """The most probable CTC path of ``labels`` through ``log_probs``.
 
@@ -35,8 +39,8 @@ def ctc_forced_align(log_probs: np.ndarray, labels: list[int], blank: int = BLAN
         ``[T]`` int64: for each frame the index (0 .. L-1) of the label it emits, or -1 for a blank frame.
 
     Raises:
-        ValueError: no path fits (``T`` < ``L`` plus the number of adjacent repeats), or ``labels`` is empty or
-            holds the blank.
+        UnalignableError: no path fits (``T`` < ``L`` plus the number of adjacent repeats).
+        ValueError: ``labels`` is empty or holds the blank.
     """
     lp = np.asarray(log_probs, dtype=np.float64)
     n_frames, n_labels = lp.shape[0], len(labels)
@@ -44,7 +48,7 @@ def ctc_forced_align(log_probs: np.ndarray, labels: list[int], blank: int = BLAN
         raise ValueError("labels must be a non-empty sequence without the blank")
     repeats = sum(a == b for a, b in zip(labels, labels[1:], strict=False))
     if n_frames < n_labels + repeats:
-        raise ValueError(f"{n_frames} frames cannot carry {n_labels} labels ({repeats} adjacent repeats)")
+        raise UnalignableError(f"{n_frames} frames cannot carry {n_labels} labels ({repeats} adjacent repeats)")
     ext = np.full(2 * n_labels + 1, blank, dtype=np.int64)  # blank, l1, blank, l2, ..., blank
     ext[1::2] = labels
     n_states = len(ext)
