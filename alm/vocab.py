@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from codec.base import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,8 @@ class Vocabulary:
             raise VocabularyError("cannot save a layout-only vocabulary: it has no text tokenizer")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / TOKENIZER_FILE, self.tokenizer.to_str(pretty=False))
-        _atomic_write(out / LAYOUT_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
+        _write_text(out / TOKENIZER_FILE, self.tokenizer.to_str(pretty=False))
+        _write_text(out / LAYOUT_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
         return out
 
     @classmethod
@@ -392,14 +393,5 @@ def _as_list(ids: TokenIds) -> list[int]:
     return [int(i) for i in ids]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -155,8 +155,8 @@ class AudioTokenizer(torch.nn.Module, ABC):
         out.mkdir(parents=True, exist_ok=True)
         config = {"tokenizer_class": type(self).__name__, **self.get_config()}
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        _atomic(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        _atomic(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+        atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
         return out
 
     @classmethod
@@ -225,7 +225,9 @@ def read_pretrained(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[
     return config, state
 
 
-def _atomic(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` whole or not at all: ``write(tmp)`` fills a temporary file in the same folder, which is
+    fsynced, made world-readable and renamed over ``path`` (a reader never sees half a file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -27,7 +27,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec.audio import AudioInputError, load_audio
+from codec.base import atomic_write
 from safety.deepfake_model import LCNN, SAMPLE_RATE, DeepfakeConfig
 
 log = logging.getLogger(__name__)
@@ -225,10 +225,11 @@ class DeepfakeDetector:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        _atomic(d / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        atomic_write(d / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         meta = {"model_class": "DeepfakeDetector", "threshold": self.threshold, "config": self.config.to_dict(),
                 "info": self.info}
-        _atomic(d / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+        text = json.dumps(meta, indent=2) + "\n"
+        atomic_write(d / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         return d
 
     @classmethod
@@ -262,21 +263,6 @@ class DeepfakeDetector:
             return cls(model.to(device), threshold, meta.get("info"))
         except ValueError as e:
             raise DeepfakeModelError(f"{d / CONFIG_NAME}: {e}") from e
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # --- equal error rate ----------------------------------------------------------------------------------------

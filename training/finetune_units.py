@@ -38,7 +38,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from tqdm import tqdm
 
-from codec.base import _atomic
+from codec.base import atomic_write
 from codec.units import HOP_LENGTH, SAMPLE_RATE, UnitTokenizer, hubert_padding, num_frames
 from training.data.corpus import read_split_rows
 from training.plots import png_figure
@@ -79,7 +79,7 @@ def phone_table(records: list[dict[str, Any]], cache: Path) -> dict[str, list[st
         table[f"{r['lang']}\t{r['text']}"] = phonemize(r["text"], r["lang"])
     if todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(cache, lambda p: Path(p).write_text(json.dumps(table, ensure_ascii=False)))
+        atomic_write(cache, lambda p: Path(p).write_text(json.dumps(table, ensure_ascii=False)))
     return table
 
 
@@ -217,7 +217,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
                  "history": history, "elapsed_s": time.time() - t0, "epoch": epoch, "pos": pos,
                  "mask_rng": json.dumps(mask_rng.bit_generator.state), "torch_rng": torch.get_rng_state()}
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(state_path, lambda p: torch.save(state, p))
+        atomic_write(state_path, lambda p: torch.save(state, p))
 
     trained = step
     bar = tqdm(total=args.steps, initial=step, desc="phone CTC", unit="step")
@@ -284,7 +284,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     report = {"args": vars(args), "steps": step, "seconds": round(time.time() - t0, 1),
               "kmeans_seconds": round(time.time() - t, 1), "valid_phone_error_rate": final_per,
               "symbols": symbols, "history": history}
-    _atomic(out / "training.json", lambda p: Path(p).write_text(json.dumps(report, indent=1, ensure_ascii=False)))
+    atomic_write(out / "training.json", lambda p: Path(p).write_text(json.dumps(report, indent=1, ensure_ascii=False)))
     return report
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from codec.audio import SAMPLE_RATE, load_audio, save_audio
+from codec.base import atomic_write
 from training.data import voices
 from training.data.engines import EngineError, available_engines, engine_versions, synthesize
 from training.data.recipe import RECIPE_VERSION, Utterance, plan_corpus
@@ -54,12 +55,7 @@ class SynthReport:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def read_progress(path: Path) -> dict[str, dict[str, Any]]:
