@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from codec.base import atomic_write
+from codec.base import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +338,8 @@ class Vocabulary:
             raise VocabularyError("cannot save a layout-only vocabulary: it has no text tokenizer")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        _write_text(out / TOKENIZER_FILE, self.tokenizer.to_str(pretty=False))
-        _write_text(out / LAYOUT_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / TOKENIZER_FILE, self.tokenizer.to_str(pretty=False))
+        atomic_write_text(out / LAYOUT_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
         return out
 
     @classmethod
@@ -392,6 +392,3 @@ def _as_list(ids: TokenIds) -> list[int]:
         return ids.reshape(-1).tolist()
     return [int(i) for i in ids]
 
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -156,7 +156,7 @@ class AudioTokenizer(torch.nn.Module, ABC):
         config = {"tokenizer_class": type(self).__name__, **self.get_config()}
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+        atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
         return out
 
     @classmethod
@@ -239,3 +239,8 @@ def atomic_write(path: Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write` of ``text`` as UTF-8."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

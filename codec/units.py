@@ -40,7 +40,7 @@ from safetensors.torch import save_file
 from transformers import HubertConfig, HubertModel
 
 from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, RESAMPLE_QUALITY, AudioInputError
-from codec.base import CONFIG_NAME, WEIGHTS_NAME, atomic_write, read_pretrained
+from codec.base import CONFIG_NAME, WEIGHTS_NAME, atomic_write, atomic_write_text, read_pretrained
 from codec.features import mfcc
 
 SAMPLE_RATE = 16000  # Hz
@@ -366,9 +366,7 @@ class UnitTokenizer(torch.nn.Module):
                  for k, v in self.state_dict().items()}
         config = {"tokenizer_class": type(self).__name__, **asdict(self.config)}
         atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        atomic_write(out / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-        for name in (WEIGHTS_NAME, CONFIG_NAME):  # mkstemp made them 0600; a shipped model is world-readable
-            (out / name).chmod(0o644)
+        atomic_write_text(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")  # both world-readable (0644)
         return out
 
     @classmethod

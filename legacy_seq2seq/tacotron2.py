@@ -126,9 +126,9 @@ def guided_attention_loss(alignments: torch.Tensor, text_lengths: torch.Tensor, 
     t = torch.arange(T, device=alignments.device).float()[None, :, None] / decoder_lengths.float()[:, None, None]
     n = torch.arange(L, device=alignments.device).float()[None, None, :] / text_lengths.float()[:, None, None]
     weight = 1.0 - torch.exp(-((n - t) ** 2) / (2 * g * g))  # [B, T, L]
-    valid = (_mask(decoder_lengths, T)[:, :, None] & _mask(text_lengths, L)[:, None, :]).float()
-    steps = _mask(decoder_lengths, T).float().sum()
-    return (alignments * weight * valid).sum() / steps.clamp_min(1.0)
+    steps = _mask(decoder_lengths, T)
+    valid = (steps[:, :, None] & _mask(text_lengths, L)[:, None, :]).float()
+    return (alignments * weight * valid).sum() / steps.float().sum().clamp_min(1.0)
 
 
 def _mask(lengths: torch.Tensor, size: int) -> torch.Tensor:

@@ -38,6 +38,11 @@ def _out(y: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.asarray(y, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
 
 
+def _same_length(y: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_out` of ``y`` zero-padded or cut to ``n`` samples (codecs and resamplers add or drop a few)."""
+    return _out(np.pad(y, (0, max(n - len(y), 0)))[:n])
+
+
 def _noise_at_snr(wav: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     power = float(np.mean(np.square(wav, dtype=np.float64)))
     scale = np.sqrt(power * 10 ** (-snr_db / 10) / max(float(np.mean(noise.astype(np.float64) ** 2)), 1e-20))
@@ -81,7 +86,7 @@ def resample(wav: np.ndarray, sr: int, via_hz: int = 8000) -> np.ndarray:
     """Down to ``via_hz`` and back up (polyphase, Kaiser window): everything above ``via_hz / 2`` is lost."""
     g = np.gcd(sr, via_hz)
     down = signal.resample_poly(wav, via_hz // g, sr // g)
-    return _out(np.pad(signal.resample_poly(down, sr // g, via_hz // g), (0, len(wav)))[: len(wav)])
+    return _same_length(signal.resample_poly(down, sr // g, via_hz // g), len(wav))
 
 
 def speed(wav: np.ndarray, sr: int, factor: float = 1.05) -> np.ndarray:
@@ -152,7 +157,7 @@ def _ffmpeg_roundtrip(wav: np.ndarray, sr: int, encode_args: list[str], suffix: 
         y, _ = sf.read(dec, dtype="float32")
     if y.ndim == 2:
         y = y.mean(axis=1)
-    return _out(np.pad(y, (0, max(len(wav) - len(y), 0)))[: len(wav)])
+    return _same_length(y, len(wav))
 
 
 def mp3(wav: np.ndarray, sr: int, kbps: int = 32) -> np.ndarray:
@@ -196,7 +201,7 @@ def neural_codec(wav: np.ndarray, sr: int, num_codebooks: int | None = None, pat
     if sr != codec.sample_rate:
         g = np.gcd(sr, codec.sample_rate)
         y = signal.resample_poly(y, sr // g, codec.sample_rate // g)
-    return _out(np.pad(y, (0, max(len(wav) - len(y), 0)))[: len(wav)])
+    return _same_length(y, len(wav))
 
 
 Attack = Callable[[np.ndarray, int], np.ndarray]

@@ -36,7 +36,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec.audio import AudioInputError, load_audio
-from codec.base import atomic_write
+from codec.base import atomic_write, atomic_write_text
 from safety.deepfake_model import LCNN, SAMPLE_RATE, DeepfakeConfig
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,7 @@ class DeepfakeDetector:
         atomic_write(d / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         meta = {"model_class": "DeepfakeDetector", "threshold": self.threshold, "config": self.config.to_dict(),
                 "info": self.info}
-        text = json.dumps(meta, indent=2) + "\n"
-        atomic_write(d / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write_text(d / CONFIG_NAME, json.dumps(meta, indent=2) + "\n")
         return d
 
     @classmethod

@@ -69,7 +69,7 @@ from alm.prompts import (
 )
 from alm.vocab import TASKS, Vocabulary
 from codec.audio import load_audio
-from codec.base import AudioTokenizer, atomic_write
+from codec.base import AudioTokenizer, atomic_write_text
 from codec.units import UnitTokenizer
 from training.data.corpus import read_manifest
 from training.data.slu import format_target
@@ -291,7 +291,7 @@ def build_token_cache(corpus: str | Path, codec: AudioTokenizer, units: UnitToke
                       "sample_rate": codec.sample_rate},
             "units": {"kind": units.config.kind, "num_units": units.num_units, "frame_rate": units.frame_rate},
         }
-        atomic_write(d / CACHE_META, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+        atomic_write_text(d / CACHE_META, json.dumps(meta, indent=2) + "\n")
         stale = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != fp)
         if stale:
             log.info("other (stale) token caches under %s, safe to delete: %s", root, ", ".join(stale))

@@ -38,7 +38,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from tqdm import tqdm
 
-from codec.base import atomic_write
+from codec.base import atomic_write, atomic_write_text
 from codec.units import HOP_LENGTH, SAMPLE_RATE, UnitTokenizer, hubert_padding, num_frames
 from training.data.corpus import read_split_rows
 from training.plots import png_figure
@@ -79,7 +79,7 @@ def phone_table(records: list[dict[str, Any]], cache: Path) -> dict[str, list[st
         table[f"{r['lang']}\t{r['text']}"] = phonemize(r["text"], r["lang"])
     if todo:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(cache, lambda p: Path(p).write_text(json.dumps(table, ensure_ascii=False)))
+        atomic_write_text(cache, json.dumps(table, ensure_ascii=False))
     return table
 
 
@@ -284,7 +284,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     report = {"args": vars(args), "steps": step, "seconds": round(time.time() - t0, 1),
               "kmeans_seconds": round(time.time() - t, 1), "valid_phone_error_rate": final_per,
               "symbols": symbols, "history": history}
-    atomic_write(out / "training.json", lambda p: Path(p).write_text(json.dumps(report, indent=1, ensure_ascii=False)))
+    atomic_write_text(out / "training.json", json.dumps(report, indent=1, ensure_ascii=False))
     return report
 
 

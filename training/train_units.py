@@ -35,7 +35,7 @@ from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
 from transformers import HubertConfig, HubertModel
 
-from codec.base import atomic_write
+from codec.base import atomic_write, atomic_write_text
 from codec.units import (
     HOP_LENGTH,
     SAMPLE_RATE,
@@ -400,7 +400,7 @@ def train_units(corpus: str | Path, out: str | Path, args: argparse.Namespace) -
                "total": time.time() - t_all}
     report = {"corpus": str(corpus), "hours_in_memory": _hours(pool), "args": vars(args),
               "seconds": {k: round(v, 1) for k, v in seconds.items()}, "history": result.history}
-    atomic_write(out / "training.json", lambda p: Path(p).write_text(json.dumps(report, indent=1, default=str) + "\n"))
+    atomic_write_text(out / "training.json", json.dumps(report, indent=1, default=str) + "\n")
     (out / "training.json").chmod(0o644)
     log.info("done in %.0f s: %s", seconds["total"], report["seconds"])
     return report

@@ -29,7 +29,7 @@ from typing import Any
 from tqdm import tqdm
 
 from codec.audio import SAMPLE_RATE, load_audio, save_audio
-from codec.base import atomic_write
+from codec.base import atomic_write_text
 from training.data import voices
 from training.data.engines import EngineError, available_engines, engine_versions, synthesize
 from training.data.recipe import RECIPE_VERSION, Utterance, plan_corpus
@@ -52,10 +52,6 @@ class SynthReport:
     failed: int
     wall_s: float
     counts: dict[str, Any]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def read_progress(path: Path) -> dict[str, dict[str, Any]]:
@@ -185,7 +181,7 @@ def synthesize_corpus(out_dir: str | Path, hours: float, seed: int = 0, langs: t
             raise ValueError(f"{out} holds a corpus made with {old}, not {recipe}: use another directory "
                              "or the same settings to resume")
     else:
-        _atomic_write_text(recipe_path, json.dumps(recipe, indent=2) + "\n")
+        atomic_write_text(recipe_path, json.dumps(recipe, indent=2) + "\n")
     log.info("engines available: %s", ", ".join(sorted(available_engines())) or "none")
     t0 = time.time()
     plan = plan_corpus(hours, seed, tuple(langs))
@@ -214,10 +210,10 @@ def synthesize_corpus(out_dir: str | Path, hours: float, seed: int = 0, langs: t
                 pool.close()
                 pool.join()
     records = assemble_manifest(plan, done)
-    _atomic_write_text(out / MANIFEST, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(out / MANIFEST, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     counts = summarize(records)
     wall = time.time() - t0
     summary = {"recipe": recipe, "engines": engine_versions(), "wall_s": round(wall, 1), "jobs": jobs, **counts}
-    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return SynthReport(out_dir=out, utterances=len(records), hours=counts["hours"], skipped_done=skipped,
                        failed=failed, wall_s=wall, counts=counts)
