@@ -59,6 +59,7 @@ class Tacotron2Config:
     prenet_dropout: float = 0.5  # kept on at inference (the paper's source of output variation)
     decoder_dropout: float = 0.1  # on the LSTM outputs, in place of zoneout
     stop_threshold: float = 0.5
+    stop_pos_weight: float = 5.0  # BCE weight of the one positive (last) frame per utterance (ESPnet uses 5)
     max_frames_per_symbol: float = 20.0  # inference bound: 200 ms per symbol at 100 frames/s
     schema_version: int = SCHEMA_VERSION
 
@@ -72,8 +73,8 @@ class Tacotron2Config:
         for name in ("encoder_kernel_size", "location_kernel_size", "postnet_kernel_size"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd to keep lengths, got {getattr(self, name)}")
-        if not 0.0 < self.stop_threshold < 1.0 or self.max_frames_per_symbol <= 0:
-            raise ValueError("need 0 < stop_threshold < 1 and max_frames_per_symbol > 0")
+        if not 0.0 < self.stop_threshold < 1.0 or self.max_frames_per_symbol <= 0 or self.stop_pos_weight <= 0:
+            raise ValueError("need 0 < stop_threshold < 1, max_frames_per_symbol > 0 and stop_pos_weight > 0")
 
     def max_decoder_steps(self, text_length: int) -> int:
         """Inference bound for ``text_length`` symbols: ``ceil(max_frames_per_symbol * L / r)`` steps (>= 1)."""
@@ -89,7 +90,7 @@ class Tacotron2Output:
     stop_logits: torch.Tensor  # [B, T]
     alignments: torch.Tensor  # [B, T_r, L], each row sums to 1 over the valid symbols
     mel_loss: torch.Tensor  # scalar: masked MSE before + after the postnet
-    stop_loss: torch.Tensor  # scalar: BCE, target 1 from each utterance's last frame on
+    stop_loss: torch.Tensor  # scalar: :func:`stop_token_loss` (BCE on the valid frames, 1 on each last frame)
     attention_loss: torch.Tensor  # scalar: guided attention loss (unweighted)
     loss: torch.Tensor  # mel_loss + stop_loss + attention_loss_weight * attention_loss
 
@@ -101,6 +102,22 @@ class Tacotron2Inference:
     mel: torch.Tensor  # [B, T, n_mels] after the postnet
     mel_lengths: torch.Tensor  # [B] frames up to and including the first stop
     alignments: torch.Tensor  # [B, T_r, L]
+
+
+def stop_token_loss(stop_logits: torch.Tensor, lengths: torch.Tensor, pos_weight: float = 5.0) -> torch.Tensor:
+    """BCE of the stop logits ``[B, T]`` against "this is the last frame", over the valid frames only.
+
+    Each utterance's frame ``lengths - 1`` is the one positive, weighted ``pos_weight``; the frames before it are
+    negatives; padding frames (past ``lengths``) are left out. Training on padding (target 1 there) would teach the
+    stop from padded *input* frames, which inference never feeds back, and the model would never stop.
+    """
+    T = stop_logits.shape[1]
+    positions = torch.arange(T, device=stop_logits.device)[None]
+    valid = (positions < lengths[:, None]).float()
+    target = (positions == (lengths[:, None] - 1)).float()
+    weight = valid * (1.0 + (pos_weight - 1.0) * target)
+    per_frame = F.binary_cross_entropy_with_logits(stop_logits, target, reduction="none")
+    return (per_frame * weight).sum() / weight.sum()
 
 
 def guided_attention_loss(alignments: torch.Tensor, text_lengths: torch.Tensor, decoder_lengths: torch.Tensor,
@@ -270,8 +287,7 @@ class Tacotron2(nn.Module):
         valid = _mask(mel_lengths, T)[..., None].float()  # [B, T, 1]
         n = valid.sum() * c.n_mels
         mel_loss = (((mel_before - mels) ** 2 + (mel_after - mels) ** 2) * valid).sum() / n
-        stop_target = (torch.arange(T, device=mels.device)[None] >= (mel_lengths[:, None] - 1)).float()
-        stop_loss = F.binary_cross_entropy_with_logits(stop_logits, stop_target)
+        stop_loss = stop_token_loss(stop_logits, mel_lengths, c.stop_pos_weight)
         attention_loss = guided_attention_loss(alignments, text_lengths, torch.div(mel_lengths + r - 1, r,
                                                                                    rounding_mode="floor"))
         loss = mel_loss + stop_loss + attention_loss_weight * attention_loss

@@ -34,7 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from legacy_seq2seq.checkpoint import load_model_dir, save_model_dir
 from legacy_seq2seq.las_attention import AttentionState, LocationAwareAttention
 from legacy_seq2seq.speaker_encoder import SpeakerEncoder, SpeakerEncoderConfig
-from legacy_seq2seq.tacotron2 import Tacotron2, Tacotron2Config, guided_attention_loss
+from legacy_seq2seq.tacotron2 import Tacotron2, Tacotron2Config, guided_attention_loss, stop_token_loss
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class TranslatotronConfig:
     mel_loss: str = "l1+l2"  # before and after the postnet
     guided_attention_weight: float = 0.0
     stop_threshold: float = 0.5
+    stop_pos_weight: float = 5.0  # see legacy_seq2seq.tacotron2.stop_token_loss
     max_length_ratio: float = 2.0  # inference bound: target frames per source frame
     schema_version: int = SCHEMA_VERSION
 
@@ -115,7 +116,7 @@ class TranslatotronConfig:
             location_kernel_size=self.location_kernel_size, postnet_dim=self.postnet_dim,
             postnet_n_convs=self.postnet_n_convs, reduction_factor=self.reduction_factor, dropout=self.dropout,
             prenet_dropout=self.prenet_dropout, decoder_dropout=self.decoder_dropout,
-            stop_threshold=self.stop_threshold)
+            stop_threshold=self.stop_threshold, stop_pos_weight=self.stop_pos_weight)
 
     def max_decoder_steps(self, source_frames: int) -> int:
         """Inference bound for ``source_frames`` source frames: ``ceil(max_length_ratio * T / r)`` steps (>= 1)."""
@@ -134,7 +135,7 @@ class TranslatotronOutput:
     source_logits: torch.Tensor | None  # [B, U_s, V_s] when source ids were given
     target_logits: torch.Tensor | None  # [B, U_t, V_t] when target ids were given
     mel_loss: torch.Tensor  # scalar: masked L1 and/or L2, before + after the postnet
-    stop_loss: torch.Tensor  # scalar: BCE, target 1 from each utterance's last frame on
+    stop_loss: torch.Tensor  # scalar: :func:`~legacy_seq2seq.tacotron2.stop_token_loss`
     source_aux_loss: torch.Tensor  # scalar CE (0 without source ids)
     target_aux_loss: torch.Tensor  # scalar CE (0 without target ids)
     attention_loss: torch.Tensor  # scalar guided attention loss (unweighted)
@@ -323,8 +324,7 @@ class Translatotron(nn.Module):
         errors = torch.stack([mel_before - tgt_mel, mel_after - tgt_mel])
         per_cell = {"l1": errors.abs(), "l2": errors**2, "l1+l2": errors.abs() + errors**2}[c.mel_loss]
         mel_loss = (per_cell * valid).sum() / (valid.sum() * c.n_mels)
-        stop_target = (torch.arange(T, device=tgt_mel.device)[None] >= (tgt_lengths[:, None] - 1)).float()
-        stop_loss = F.binary_cross_entropy_with_logits(stop_logits, stop_target)
+        stop_loss = stop_token_loss(stop_logits, tgt_lengths, c.stop_pos_weight)
         steps = torch.div(tgt_lengths + c.reduction_factor - 1, c.reduction_factor, rounding_mode="floor")
         attention_loss = guided_attention_loss(alignments, enc_lengths, steps)
         aux_logits, aux_losses = [], []

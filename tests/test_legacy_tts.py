@@ -30,7 +30,7 @@ from legacy_seq2seq.hifigan import (
     hifigan_cpu,
     multi_resolution_stft_loss,
 )
-from legacy_seq2seq.tacotron2 import Tacotron2, guided_attention_loss, tacotron2_tiny
+from legacy_seq2seq.tacotron2 import Tacotron2, guided_attention_loss, stop_token_loss, tacotron2_tiny
 
 N_MELS = 8
 VOCAB = 10
@@ -107,6 +107,36 @@ def test_tacotron2_inference_terminates_within_bound() -> None:
     assert model.training  # mode restored
     single = model.infer(TEXT[0])  # [L] input works
     assert single.mel.shape[0] == 1
+
+
+def test_stop_token_loss_ignores_padding_and_weights_the_last_frame() -> None:
+    lengths = torch.tensor([4, 2])
+    right = torch.full((2, 6), -10.0)
+    right[0, 3], right[1, 1] = 10.0, 10.0
+    assert float(stop_token_loss(right, lengths)) < 1e-3
+    padded = right.clone()
+    padded[:, 4:], padded[1, 2:] = -10.0, 3.0  # anything past each length
+    assert float(stop_token_loss(padded, lengths)) == pytest.approx(float(stop_token_loss(right, lengths)))
+    late = right.clone()
+    late[0, 3] = -10.0  # missed stop
+    assert float(stop_token_loss(late, lengths, pos_weight=5.0)) > 2.0 * float(stop_token_loss(late, lengths, 1.0))
+
+
+def test_tacotron2_stop_loss_does_not_see_padding() -> None:
+    # Teacher-forced inputs past a length are padding, which inference never feeds back: training the stop there
+    # (as a target-1 run) taught the shipped recipe's model to stop only on padding, so it never stopped.
+    model = Tacotron2(tacotron2_tiny(VOCAB, N_MELS))
+    mels, lengths = _mels(15), torch.tensor([15, 10])
+    other = mels.clone()
+    other[1, 10:] = 0.0
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = model(TEXT, TEXT_LENGTHS, mels, lengths)
+        torch.manual_seed(1)
+        b = model(TEXT, TEXT_LENGTHS, other, lengths)
+    assert not torch.allclose(a.stop_logits[1, 11:], b.stop_logits[1, 11:])  # the padding does reach the logits
+    assert float(a.stop_loss) == pytest.approx(float(b.stop_loss))
 
 
 def test_guided_attention_loss_diagonal_vs_antidiagonal() -> None:
