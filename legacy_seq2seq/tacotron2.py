@@ -246,6 +246,59 @@ class Tacotron2(nn.Module):
         state = [att_h, att_c, dec_h, dec_c, context, weights, cumulative + weights]
         return self.frame_proj(out), self.stop_proj(out), state
 
+    def decode_teacher_forced(self, memory: torch.Tensor, pad: torch.Tensor, mels: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoder over ``memory [B, L, E]`` (``pad [B, L]`` True on padding), fed the target ``mels
+        [B, T, n_mels]``: ``(mel_before [B, T, n_mels], mel_after, stop_logits [B, T], alignments [B, ceil(T / r),
+        L])``. Shared by Tacotron 2 and Translatotron's spectrogram decoder."""
+        c, r = self.config, self.config.reduction_factor
+        B, T, _ = mels.shape
+        steps = math.ceil(T / r)
+        keys = self.attention.memory(memory)
+        targets = F.pad(mels, (0, 0, 0, steps * r - T))  # [B, steps * r, n_mels]
+        previous = torch.cat([mels.new_zeros(B, 1, c.n_mels), targets[:, r - 1::r][:, :-1]], 1)  # [B, steps, n_mels]
+        prenet_out = self._prenet(previous)
+        state = self._initial_state(memory)
+        frames, stops, aligns = [], [], []
+        for k in range(steps):
+            f, s, state = self._step(prenet_out[:, k], state, memory, keys, pad)
+            frames.append(f)
+            stops.append(s)
+            aligns.append(state[5])
+        mel_before = torch.stack(frames, 1).reshape(B, steps * r, c.n_mels)[:, :T]
+        stop_logits = torch.stack(stops, 1).reshape(B, steps * r)[:, :T]
+        return mel_before, mel_before + self._postnet(mel_before), stop_logits, torch.stack(aligns, 1)
+
+    def decode_free(self, memory: torch.Tensor, pad: torch.Tensor, bounds: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Autoregressive decoding over ``memory [B, L, E]``: each item ends at its first frame whose stop
+        probability passes ``stop_threshold`` or after ``bounds [B]`` steps. Returns ``(mel [B, T, n_mels]`` after
+        the postnet, zero past each length, ``lengths [B]``, ``alignments [B, steps, L])``."""
+        c, r = self.config, self.config.reduction_factor
+        B = memory.shape[0]
+        keys = self.attention.memory(memory)
+        state = self._initial_state(memory)
+        frame = memory.new_zeros(B, c.n_mels)
+        lengths = torch.zeros(B, dtype=torch.long, device=memory.device)
+        done = torch.zeros(B, dtype=torch.bool, device=memory.device)
+        frames, aligns = [], []
+        for k in range(int(bounds.max())):
+            f, s, state = self._step(self._prenet(frame), state, memory, keys, pad)
+            frames.append(f)
+            aligns.append(state[5])
+            over = torch.sigmoid(s) > c.stop_threshold  # [B, r]
+            hit = over.any(1) & ~done
+            lengths = torch.where(hit, k * r + over.float().argmax(1) + 1, lengths)
+            bounded = ~done & ~hit & (k + 1 >= bounds)
+            lengths = torch.where(bounded, torch.full_like(lengths, (k + 1) * r), lengths)
+            done |= hit | bounded
+            if bool(done.all()):
+                break
+            frame = f[:, -c.n_mels:]
+        mel = torch.stack(frames, 1).reshape(B, -1, c.n_mels)[:, : int(lengths.max())]
+        mel = (mel + self._postnet(mel)) * _mask(lengths, mel.shape[1])[..., None]
+        return mel, lengths, torch.stack(aligns, 1)
+
     # --- training -------------------------------------------------------------------------------------------
     def forward(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, mels: torch.Tensor,
                 mel_lengths: torch.Tensor, attention_loss_weight: float = 0.0) -> Tacotron2Output:
@@ -263,26 +316,10 @@ class Tacotron2(nn.Module):
             :class:`Tacotron2Output` with outputs cropped to ``T`` frames.
         """
         c = self.config
-        B, T, _ = mels.shape
-        r = c.reduction_factor
-        steps = math.ceil(T / r)
+        T, r = mels.shape[1], c.reduction_factor
         memory = self.encode(text_ids, text_lengths)
-        keys = self.attention.memory(memory)
-        pad = ~_mask(text_lengths, text_ids.shape[1])
-        targets = F.pad(mels, (0, 0, 0, steps * r - T))  # [B, steps * r, n_mels]
-        previous = torch.cat([mels.new_zeros(B, 1, c.n_mels), targets[:, r - 1::r][:, :-1]], 1)  # [B, steps, n_mels]
-        prenet_out = self._prenet(previous)
-        state = self._initial_state(memory)
-        frames, stops, aligns = [], [], []
-        for k in range(steps):
-            f, s, state = self._step(prenet_out[:, k], state, memory, keys, pad)
-            frames.append(f)
-            stops.append(s)
-            aligns.append(state[5])
-        mel_before = torch.stack(frames, 1).reshape(B, steps * r, c.n_mels)[:, :T]
-        stop_logits = torch.stack(stops, 1).reshape(B, steps * r)[:, :T]
-        alignments = torch.stack(aligns, 1)  # [B, steps, L]
-        mel_after = mel_before + self._postnet(mel_before)
+        mel_before, mel_after, stop_logits, alignments = self.decode_teacher_forced(
+            memory, ~_mask(text_lengths, text_ids.shape[1]), mels)
 
         valid = _mask(mel_lengths, T)[..., None].float()  # [B, T, 1]
         n = valid.sum() * c.n_mels
@@ -318,33 +355,11 @@ class Tacotron2(nn.Module):
             text_lengths = torch.full((B,), L, dtype=torch.long, device=text_ids.device)
         bounds = torch.tensor([c.max_decoder_steps(int(n)) for n in text_lengths], device=text_ids.device)
         memory = self.encode(text_ids, text_lengths)
-        keys = self.attention.memory(memory)
-        pad = ~_mask(text_lengths, L)
-        state = self._initial_state(memory)
-        frame = memory.new_zeros(B, c.n_mels)
-        lengths = torch.zeros(B, dtype=torch.long, device=text_ids.device)
-        done = torch.zeros(B, dtype=torch.bool, device=text_ids.device)
-        frames, aligns = [], []
-        for k in range(int(bounds.max())):
-            f, s, state = self._step(self._prenet(frame), state, memory, keys, pad)
-            frames.append(f)
-            aligns.append(state[5])
-            over = torch.sigmoid(s) > c.stop_threshold  # [B, r]
-            hit = over.any(1) & ~done
-            lengths = torch.where(hit, k * r + over.float().argmax(1) + 1, lengths)
-            done |= hit
-            bounded = ~done & (k + 1 >= bounds)
-            lengths = torch.where(bounded, torch.full_like(lengths, (k + 1) * r), lengths)
-            done |= bounded
-            if bool(done.all()):
-                break
-            frame = f[:, -c.n_mels:]
+        mel, lengths, alignments = self.decode_free(memory, ~_mask(text_lengths, L), bounds)
         if bool((lengths == bounds * r).any()):
             logger.warning("Tacotron 2 hit the max-decoder-steps bound for some items (no stop predicted)")
-        mel = torch.stack(frames, 1).reshape(B, -1, c.n_mels)[:, : int(lengths.max())]
-        mel = (mel + self._postnet(mel)) * _mask(lengths, mel.shape[1])[..., None]
         self.train(was_training)
-        return Tacotron2Inference(mel, lengths, torch.stack(aligns, 1))
+        return Tacotron2Inference(mel, lengths, alignments)
 
     # --- persistence ----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -197,56 +197,6 @@ class _SpectrogramDecoder(Tacotron2):
         super().__init__(config)
         del self.embedding, self.encoder_convs, self.encoder_lstm  # the memory comes from the speech encoder
 
-    def forward(self, memory: torch.Tensor, pad: torch.Tensor, mels: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Teacher-forced: ``memory [B, L, M]``, ``pad [B, L]`` (True on padding), target ``mels [B, T, n_mels]``
-        -> ``(mel_before [B, T, n_mels], mel_after, stop_logits [B, T], alignments [B, ceil(T / r), L])``."""
-        c, r = self.config, self.config.reduction_factor
-        B, T, _ = mels.shape
-        steps = math.ceil(T / r)
-        keys = self.attention.memory(memory)
-        targets = F.pad(mels, (0, 0, 0, steps * r - T))
-        previous = torch.cat([mels.new_zeros(B, 1, c.n_mels), targets[:, r - 1::r][:, :-1]], 1)  # [B, steps, n]
-        prenet_out = self._prenet(previous)
-        state = self._initial_state(memory)
-        frames, stops, aligns = [], [], []
-        for k in range(steps):
-            f, s, state = self._step(prenet_out[:, k], state, memory, keys, pad)
-            frames.append(f)
-            stops.append(s)
-            aligns.append(state[5])
-        mel_before = torch.stack(frames, 1).reshape(B, steps * r, c.n_mels)[:, :T]
-        stop_logits = torch.stack(stops, 1).reshape(B, steps * r)[:, :T]
-        return mel_before, mel_before + self._postnet(mel_before), stop_logits, torch.stack(aligns, 1)
-
-    def generate(self, memory: torch.Tensor, pad: torch.Tensor, bounds: torch.Tensor) -> TranslatotronInference:
-        """Autoregressive; each item ends at its first stop frame or after ``bounds [B]`` steps."""
-        c, r = self.config, self.config.reduction_factor
-        B = memory.shape[0]
-        keys = self.attention.memory(memory)
-        state = self._initial_state(memory)
-        frame = memory.new_zeros(B, c.n_mels)
-        lengths = torch.zeros(B, dtype=torch.long, device=memory.device)
-        done = torch.zeros(B, dtype=torch.bool, device=memory.device)
-        frames, aligns = [], []
-        for k in range(int(bounds.max())):
-            f, s, state = self._step(self._prenet(frame), state, memory, keys, pad)
-            frames.append(f)
-            aligns.append(state[5])
-            over = torch.sigmoid(s) > c.stop_threshold  # [B, r]
-            hit = over.any(1) & ~done
-            lengths = torch.where(hit, k * r + over.float().argmax(1) + 1, lengths)
-            bounded = ~done & ~hit & (k + 1 >= bounds)
-            lengths = torch.where(bounded, torch.full_like(lengths, (k + 1) * r), lengths)
-            done |= hit | bounded
-            if bool(done.all()):
-                break
-            frame = f[:, -c.n_mels:]
-        if bool((lengths == bounds * r).any()):
-            logger.warning("Translatotron hit the max-decoder-steps bound for some items (no stop predicted)")
-        mel = torch.stack(frames, 1).reshape(B, -1, c.n_mels)[:, : int(lengths.max())]
-        mel = (mel + self._postnet(mel)) * _valid(lengths, mel.shape[1])[..., None]
-        return TranslatotronInference(mel, lengths, torch.stack(aligns, 1))
-
 
 class Translatotron(nn.Module):
     """Speech-to-speech translation model: source log-mel ``[B, T, n_mels]`` -> target log-mel (module docstring)."""
@@ -317,7 +267,7 @@ class Translatotron(nn.Module):
         if speaker_embedding is None:
             speaker_embedding = self.speaker_embedding(src_mel, src_lengths)
         memory = self._memory(layers[-1], speaker_embedding)
-        mel_before, mel_after, stop_logits, alignments = self.decoder(memory, ~mask, tgt_mel)
+        mel_before, mel_after, stop_logits, alignments = self.decoder.decode_teacher_forced(memory, ~mask, tgt_mel)
 
         T = tgt_mel.shape[1]
         valid = _valid(tgt_lengths, T)[..., None].float()  # [B, T, 1]
@@ -373,9 +323,11 @@ class Translatotron(nn.Module):
             speaker_embedding = self.speaker_embedding(src_mel, src_lengths)
         memory = self._memory(layers[-1], speaker_embedding)
         bounds = torch.tensor([self.config.max_decoder_steps(int(n)) for n in src_lengths], device=src_mel.device)
-        result = self.decoder.generate(memory, ~_valid(enc_lengths, memory.shape[1]), bounds)
+        mel, lengths, alignments = self.decoder.decode_free(memory, ~_valid(enc_lengths, memory.shape[1]), bounds)
+        if bool((lengths == bounds * self.config.reduction_factor).any()):
+            logger.warning("Translatotron hit the max-decoder-steps bound for some items (no stop predicted)")
         self.train(was_training)
-        return result
+        return TranslatotronInference(mel, lengths, alignments)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (speaker encoder included) to ``directory`` (atomic)."""
