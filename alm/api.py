@@ -356,14 +356,14 @@ class AudioLanguageModel:
         ``context``: earlier text of the same recording (as Whisper's prompt), for a model trained with it
         (``config.asr_context``); long-form decoding passes each chunk the previous chunk's transcript itself.
         """
-        return self._do("asr", audio, options, language=language, sample_rate=sample_rate, context=context)
+        return self.run_task("asr", audio, options, language=language, sample_rate=sample_rate, context=context)
 
     def synthesize(self, text: str, language: str = "en", voice: AudioInput | None = None, *,
                    sample_rate: int | None = None, **options: Any) -> SpeechResult:
         """Text -> speech, in the voice of the first ``config.voice_seconds`` of ``voice`` (``None``: any voice
         the model picks).
         ``text`` is normalized to spoken form first ("$5" -> "five dollars")."""
-        return self._do("tts", text, options, language=language, voice=voice, sample_rate=sample_rate)
+        return self.run_task("tts", text, options, language=language, voice=voice, sample_rate=sample_rate)
 
     def translate_speech(self, audio: AudioInput, target_language: str, source_language: str | None = None,
                          voice: AudioInput | None = None, *, sample_rate: int | None = None,
@@ -373,18 +373,18 @@ class AudioLanguageModel:
         ``source_language=None`` tries every other language and keeps the likeliest; ``voice=None`` keeps the
         speaker's own voice (the first ``config.voice_seconds`` of ``audio`` are the voice prompt).
         """
-        return self._do("s2st", audio, options, target_language=target_language, source_language=source_language,
+        return self.run_task("s2st", audio, options, target_language=target_language, source_language=source_language,
                         voice=voice, sample_rate=sample_rate)
 
     def understand(self, audio: AudioInput, language: str = "en", *, sample_rate: int | None = None,
                    **options: Any) -> UnderstandingResult:
         """Spoken command -> intent and slots (empty for silent audio)."""
-        return self._do("slu", audio, options, language=language, sample_rate=sample_rate)
+        return self.run_task("slu", audio, options, language=language, sample_rate=sample_rate)
 
     def continue_speech(self, audio: AudioInput, seconds: float = 3.0, *, include_prompt: bool = False,
                         sample_rate: int | None = None, **options: Any) -> SpeechResult:
         """``seconds`` more speech in the voice of ``audio`` (with ``include_prompt``: prompt + continuation)."""
-        return self._do("continue", audio, options, seconds=seconds, include_prompt=include_prompt,
+        return self.run_task("continue", audio, options, seconds=seconds, include_prompt=include_prompt,
                         sample_rate=sample_rate)
 
     def generate(self, prompt_ids: Any, task: str | None = None, *, s2st_text: bool | None = None,
@@ -411,17 +411,33 @@ class AudioLanguageModel:
                                  min_frames=min_frames, generator_seed=opts.seed,
                                  **opts.generate_kwargs(), **generation_kwargs)
 
-    def _do(self, task: str, source: Any, options: dict[str, Any], **task_options: Any) -> Any:
-        opts = GenerationOptions(**options)  # validate before any work
+    def run_task(self, task: str, source: Any, options: dict[str, Any] | None = None, **task_options: Any) -> Any:
+        """One task on one input, whatever its length: what the task methods (``transcribe`` ...) call.
+
+        ``options`` are :class:`GenerationOptions` fields; ``task_options`` the task method's keyword arguments.
+        Audio longer than one chunk goes through :func:`alm.longform.run_long_audio`, text of several sentences
+        through :func:`alm.longform.synthesize_long`; anything else through prepare -> run -> finish.
+        """
+        opts = GenerationOptions(**(options or {}))  # validate before any work
         if task in ("asr", "slu", "s2st") and self._is_long(task, source, task_options):
             return run_long_audio(self, task, source, opts, config=self.longform, **task_options)
-        if task == "tts" and isinstance(source, str) and task_options.get("language") in LANGUAGES:
-            sentences = split_sentences(source, task_options["language"], self.longform.max_sentence_words)
+        language = task_options.get("language", "en")
+        if task == "tts" and isinstance(source, str) and language in LANGUAGES:
+            sentences = split_sentences(source, language, self.longform.max_sentence_words)
             if len(sentences) > 1:
-                return synthesize_long(self, sentences, task_options["language"], task_options.get("voice"), opts,
+                return synthesize_long(self, sentences, language, task_options.get("voice"), opts,
                                        sample_rate=task_options.get("sample_rate"), config=self.longform)
         job = self.prepare(task, source, **task_options)
         return self.finish(job, *self.run(job, opts))
+
+    def is_long_input(self, task: str, source: Any, **task_options: Any) -> bool:
+        """Whether :meth:`run_task` takes the long-form path for ``source``: audio longer than one chunk
+        (``asr``, ``slu``, ``s2st``) or text of more than one sentence (``tts``)."""
+        if task in ("asr", "slu", "s2st"):
+            return self._is_long(task, source, task_options)
+        language = task_options.get("language", "en")
+        return (task == "tts" and isinstance(source, str) and language in LANGUAGES
+                and len(split_sentences(source, language, self.longform.max_sentence_words)) > 1)
 
     def _is_long(self, task: str, source: Any, task_options: dict[str, Any]) -> bool:
         """Whether ``source`` is longer than one chunk: then it goes through :mod:`alm.longform`. Arguments

@@ -9,7 +9,11 @@
     cont = pipeline("voice-continuation", model=ckpt)                # cont(wav, seconds=3) -> {"audio", ...}
 
 Each pipeline runs the three stages of :class:`alm.api.AudioLanguageModel` (prepare -> run -> finish) as the
-pipeline's preprocess -> forward -> postprocess; a list of inputs gives a list of outputs.
+pipeline's preprocess -> forward -> postprocess; a list of inputs gives a list of outputs. Inputs of any length
+work as they do in the Python API: audio longer than one chunk is decoded long-form (:mod:`alm.longform`) and
+text of several sentences spoken sentence by sentence, all inside the forward stage. The ASR pipeline takes
+``return_timestamps=True`` as transformers' does: ``{"text", "chunks": [{"text", "timestamp": (start, end)}]}``
+with one chunk per segment (seconds in the input).
 
 The standard task names (``automatic-speech-recognition``, ``text-to-audio`` and its alias ``text-to-speech``)
 keep working for every other model: what is registered under them is a *dispatcher* that builds our pipeline
@@ -55,6 +59,7 @@ class AlmPipeline(Pipeline):
 
     alm_task: ClassVar[str]
     task_params: ClassVar[tuple[str, ...]] = ("sample_rate",)
+    output_params: ClassVar[tuple[str, ...]] = ()  # parameters of :meth:`format`
     # An alm checkpoint carries its own tokenizers: transformers should load none.
     _load_processor = False
     _load_image_processor = False
@@ -73,30 +78,38 @@ class AlmPipeline(Pipeline):
                              forward_params: dict[str, Any] | None = None, **kwargs: Any
                              ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         preprocess = {k: kwargs.pop(k) for k in list(kwargs) if k in self.task_params}
+        postprocess = {k: kwargs.pop(k) for k in list(kwargs) if k in self.output_params}
         forward = {**(forward_params or {}), **(generate_kwargs or {}), **kwargs}
         unknown = sorted(set(forward) - set(GenerationOptions.names()))
         if unknown:
             raise ValueError(f"{type(self).__name__} got unknown parameter(s) {unknown}; it takes "
-                             f"{', '.join(self.task_params)} and the generation options "
+                             f"{', '.join(self.task_params + self.output_params)} and the generation options "
                              f"{', '.join(GenerationOptions.names())}")
         GenerationOptions(**forward)  # validate now rather than after preprocessing
-        return preprocess, forward, {}
+        return preprocess, forward, postprocess
 
     def preprocess(self, inputs: Any, **params: Any) -> dict[str, Any]:
         if isinstance(inputs, dict):  # {"raw" | "array": waveform, "sampling_rate": Hz}, as datasets' Audio gives
             audio = inputs.get("raw", inputs.get("array"))
             params = {**params, "sample_rate": inputs.get("sampling_rate", params.get("sample_rate"))}
             inputs = audio
+        if self.alm.is_long_input(self.alm_task, inputs, **params):  # long-form: all of it in the forward stage
+            return {"long": (inputs, params)}
         return {"job": self.alm.prepare(self.alm_task, inputs, **params)}
 
     def _forward(self, model_inputs: dict[str, Any], **options: Any) -> dict[str, Any]:
+        if "long" in model_inputs:
+            source, params = model_inputs["long"]
+            return {"result": self.alm.run_task(self.alm_task, source, options, **params)}
         job: TaskJob = model_inputs["job"]
         language, generated = self.alm.run(job, GenerationOptions(**options))
         return {"job": job, "language": language, "generated": generated}
 
-    def postprocess(self, model_outputs: dict[str, Any]) -> dict[str, Any]:
-        return self.format(self.alm.finish(model_outputs["job"], model_outputs["language"],
-                                           model_outputs["generated"]))
+    def postprocess(self, model_outputs: dict[str, Any], **output_params: Any) -> dict[str, Any]:
+        result = model_outputs.get("result")
+        if result is None:
+            result = self.alm.finish(model_outputs["job"], model_outputs["language"], model_outputs["generated"])
+        return self.format(result, **output_params)
 
     def format(self, result: Result) -> dict[str, Any]:
         """The pipeline's output dict for one result."""
@@ -117,13 +130,26 @@ def _speech(result: SpeechResult) -> dict[str, Any]:
 
 class AlmSpeechRecognitionPipeline(AlmPipeline):
     """``automatic-speech-recognition``: audio (path, bytes, array, ``{"raw", "sampling_rate"}``) ->
-    ``{"text": ...}``. Parameter: ``language`` (``None``: detected)."""
+    ``{"text": ...}``. Parameters: ``language`` (``None``: detected); ``return_timestamps=True`` adds
+    ``"chunks": [{"text", "timestamp": (start, end)}]``, one per segment, seconds in the input."""
 
     alm_task = "asr"
     task_params = ("language", "sample_rate")
+    output_params = ("return_timestamps",)
 
-    def format(self, result: TranscriptionResult) -> dict[str, Any]:
-        return {"text": result.text}
+    def _sanitize_parameters(self, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        preprocess, forward, postprocess = super()._sanitize_parameters(*args, **kwargs)
+        if postprocess.get("return_timestamps") not in (True, False, None):  # "word" / "char" in transformers
+            raise ValueError(f"return_timestamps={postprocess['return_timestamps']!r}: alm gives segment-level "
+                             "timestamps only (return_timestamps=True)")
+        return preprocess, forward, postprocess
+
+    def format(self, result: TranscriptionResult, return_timestamps: bool | None = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": result.text}
+        if return_timestamps:
+            out["chunks"] = [{"text": seg.text, "timestamp": (round(seg.start, 3), round(seg.end, 3))}
+                             for seg in result.segments]
+        return out
 
 
 class AlmTextToSpeechPipeline(AlmPipeline):

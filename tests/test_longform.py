@@ -231,6 +231,31 @@ def test_long_translation_is_marked_once(shipped: alm.AudioLanguageModel, uttera
     assert r.segments[-1].end == pytest.approx(r.duration)
 
 
+def test_pipelines_take_long_inputs(shipped: alm.AudioLanguageModel, utterances: list[np.ndarray],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HF pipelines run long audio long-form and long text sentence by sentence, as the Python API does."""
+    from transformers import pipeline
+
+    audio, truth = _long(utterances, [1.0, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(shipped, "longform", LongformConfig(max_chunk_s=3.5))  # one chunk per utterance
+    asr = pipeline("automatic-speech-recognition", model=shipped, device="cpu")
+    out = asr(audio, language="en", return_timestamps=True)
+    expected = shipped.transcribe(audio, language="en")
+    assert len(expected.segments) == len(truth)
+    assert out["text"] == expected.text
+    assert out["chunks"] == [{"text": s.text, "timestamp": (round(s.start, 3), round(s.end, 3))}
+                             for s in expected.segments]
+    assert set(asr(utterances[0], language="en")) == {"text"}  # short audio: the one-chunk path, no chunks
+    with pytest.raises(ValueError, match="segment-level"):
+        asr(audio, return_timestamps="word")
+
+    tts = pipeline("text-to-speech", model=shipped, device="cpu")
+    text = "Good morning. See you soon."
+    spoken = tts(text, max_new_tokens=30, seed=0)
+    direct = shipped.synthesize(text, max_new_tokens=30, seed=0)
+    assert len(direct.segments) == 2 and np.array_equal(spoken["audio"], direct.audio)
+
+
 # --- long text -----------------------------------------------------------------------------------------------
 def test_split_sentences() -> None:
     assert split_sentences("Dr. Smith paid $100. He left at 5 p.m. Then it rained!", "en") == [
