@@ -130,6 +130,36 @@ def _hola() -> np.ndarray:
     return synthesize([s for s in speakers("es", split="test") if speaker_available(s)][0], "Hola.", "es")
 
 
+def _pcm16(wav: np.ndarray) -> np.ndarray:
+    """What a client's 16-bit WAV upload of ``wav`` decodes to."""
+    return sf.read(io.BytesIO(wav_bytes(wav)), dtype="float32")[0]
+
+
+def test_voice_prompt_over_http(client: TestClient, model: alm.AudioLanguageModel, speech: list[np.ndarray]) -> None:
+    voice = speech[3]
+    b64 = base64.b64encode(wav_bytes(voice)).decode("ascii")
+    r = client.post("/v1/synthesize", json={"text": "Hi.", "language": "en", "voice_wav_base64": b64})
+    assert r.status_code == 200, r.text
+    want = model.synthesize("Hi.", "en", voice=_pcm16(voice)).audio
+    np.testing.assert_allclose(_wav_of(r), want, atol=1e-4)  # 16-bit PCM of the same audio
+    assert not np.array_equal(_wav_of(r), _wav_of(client.post("/v1/synthesize", json={"text": "Hi."})))
+    _error(client.post("/v1/synthesize", json={"text": "Hi.", "voice_wav_base64": "not base64!"}), 422,
+           "invalid_request", "base64")
+    _error(client.post("/v1/synthesize", json={"text": "Hi.", "voice_wav_base64": base64.b64encode(b"junk" * 50)
+                                               .decode()}), 422, "invalid_audio")
+
+    source = _hola()
+    t = client.post("/v1/translate?target_language=en&source_language=es",
+                    files={"audio": ("a.wav", wav_bytes(source), "audio/wav"),
+                           "voice": ("v.wav", wav_bytes(voice), "audio/wav")})
+    assert t.status_code == 200, t.text
+    want = model.translate_speech(_pcm16(source), "en", source_language="es", voice=_pcm16(voice)).audio
+    np.testing.assert_allclose(_wav_of(t), want, atol=1e-4)
+    _error(client.post("/v1/translate?target_language=en", files={"audio": ("a.wav", wav_bytes(source)),
+                                                                  "other": ("o.wav", wav_bytes(voice))}),
+           422, "invalid_request", "unexpected file field")
+
+
 # --- errors ----------------------------------------------------------------------------------------------------
 def test_bad_audio_and_limits(client: TestClient, speech: list[np.ndarray]) -> None:
     _error(client.post("/v1/transcribe", content=b"this is not audio at all" * 10), 422, "invalid_audio")
@@ -172,6 +202,9 @@ def test_paths_are_never_opened(client: TestClient, speech: list[np.ndarray], tm
     _error(client.post("/v1/transcribe", content=p.encode(), headers={"Content-Type": "application/octet-stream"}),
            422, "invalid_audio")
     _error(client.post("/v1/synthesize", json={"text": "hi", "voice": p}), 422, "invalid_request", "never opens")
+    _error(client.post("/v1/translate?target_language=en", files={"audio": ("a.wav", wav_bytes(speech[0])),
+                                                                  "voice": (None, p)}),
+           422, "invalid_request", "never opens")
 
 
 # --- batching, overload, health, metrics ----------------------------------------------------------------------

@@ -45,6 +45,7 @@ from alm.server.protocol import (
     BodyLimitMiddleware,
     audio_response,
     check_options,
+    decode_base64_audio,
     error_response,
     invalid,
     parse_bool,
@@ -124,7 +125,7 @@ def create_app(model: AudioLanguageModel, settings: ServerSettings | None = None
     @app.post("/v1/transcribe")
     async def transcribe(request: Request) -> JSONResponse:
         """Speech -> text. Audio as the body or form file ``audio``; option ``language`` (default: detected)."""
-        blob, opts = await read_audio_request(request)
+        blob, opts, _ = await read_audio_request(request)
         o = check_options(opts, {"language": _language})
         _, r = await decode("asr", blob, {"language": o.get("language")})
         return JSONResponse({"text": r.text, "language": r.language})
@@ -132,27 +133,28 @@ def create_app(model: AudioLanguageModel, settings: ServerSettings | None = None
     @app.post("/v1/understand")
     async def understand(request: Request) -> JSONResponse:
         """Spoken command -> intent and slots. Option ``language`` (default ``en``)."""
-        blob, opts = await read_audio_request(request)
+        blob, opts, _ = await read_audio_request(request)
         o = check_options(opts, {"language": _language})
         _, r = await decode("slu", blob, {"language": o.get("language", "en")})
         return JSONResponse({"intent": r.intent, "slots": r.slots, "text": r.text})
 
     @app.post("/v1/translate")
     async def translate(request: Request) -> Response:
-        """Speech -> speech in ``target_language`` (required), in the speaker's voice; ``source_language``
-        (default: detected); ``format`` ``wav`` (default; the target text in ``X-Text``) or ``json``."""
-        blob, opts = await read_audio_request(request)
+        """Speech -> speech in ``target_language`` (required), in the speaker's voice or that of the form's file
+        field ``voice``; ``source_language`` (default: detected); ``format`` ``wav`` (default; the target text in
+        ``X-Text``) or ``json``."""
+        blob, opts, files = await read_audio_request(request, extra_files=("voice",))
         o = check_options(opts, {"target_language": _language, "source_language": _language, "format": parse_format})
         if "target_language" not in o:
             raise invalid("option target_language is required (en or es)")
         _, r = await decode("s2st", blob, {"target_language": o["target_language"],
-                                           "source_language": o.get("source_language")})
+                                           "source_language": o.get("source_language"), "voice": files.get("voice")})
         return audio_response(r.audio, r.sample_rate, o.get("format", "wav"), r.text)
 
     @app.post("/v1/continue")
     async def continue_(request: Request) -> Response:
         """More speech in the voice of the audio: ``seconds`` (default 3), ``include_prompt``, ``format``."""
-        blob, opts = await read_audio_request(request)
+        blob, opts, _ = await read_audio_request(request)
         o = check_options(opts, {"seconds": float, "include_prompt": parse_bool, "format": parse_format})
         seconds = o.get("seconds", 3.0)
         if not 0 < seconds <= settings.max_continue_seconds:
@@ -162,8 +164,11 @@ def create_app(model: AudioLanguageModel, settings: ServerSettings | None = None
 
     @app.post("/v1/synthesize")
     async def synthesize(request: Request) -> Response:
-        """Text -> speech. JSON ``{"text": ..., "language": "en", "format": "wav" | "json"}``."""
-        body = await read_json_object(request, ("text", "language", "format"))
+        """Text -> speech. JSON ``{"text": ..., "language": "en", "format": "wav" | "json", "voice_wav_base64":
+        (optional) an audio file's bytes, base64: the voice to speak in}``."""
+        body = await read_json_object(request, ("text", "language", "format", "voice_wav_base64"))
+        voice = None if body.get("voice_wav_base64") is None else decode_base64_audio(body["voice_wav_base64"],
+                                                                                       "voice_wav_base64")
         text, language, fmt = body.get("text"), body.get("language", "en"), body.get("format", "wav")
         if not isinstance(text, str) or not text.strip():
             raise invalid("field 'text' must be a non-empty string")
@@ -171,7 +176,7 @@ def create_app(model: AudioLanguageModel, settings: ServerSettings | None = None
             raise invalid(f"text is {len(text)} characters; the limit is {settings.max_text_chars}")
         o = check_options({"language": str(language), "format": str(fmt)},
                           {"language": _language, "format": parse_format})
-        _, r = await decode("tts", text, {"language": o["language"]})
+        _, r = await decode("tts", text, {"language": o["language"], "voice": voice})
         return audio_response(r.audio, r.sample_rate, o["format"])
 
     @app.get("/health")
@@ -202,11 +207,16 @@ def _run(model: AudioLanguageModel, jobs: Sequence[TaskJob], options: Generation
 def _prepare(model: AudioLanguageModel, settings: ServerSettings, task: str, source: Any,
              task_options: dict[str, Any]) -> TaskJob:
     """Decode uploaded bytes (never a path) and build the job; bad input is a 422 naming the problem."""
+    def decoded(blob: Any, what: str) -> Any:
+        if not isinstance(blob, bytes):  # the one guard between a request and the file system
+            raise TypeError(f"{what} must arrive as bytes, got {type(blob).__name__}")
+        return load_audio(blob, model.sample_rate, max_seconds=settings.max_audio_seconds)
+
     try:
         if task != "tts":
-            if not isinstance(source, bytes):  # the one guard between a request and the file system
-                raise TypeError(f"audio must arrive as bytes, got {type(source).__name__}")
-            source = load_audio(source, model.sample_rate, max_seconds=settings.max_audio_seconds)
+            source = decoded(source, "audio")
+        if task_options.get("voice") is not None:
+            task_options = {**task_options, "voice": decoded(task_options["voice"], "voice")}
         return model.prepare(task, source, **task_options)
     except AudioInputError as e:
         raise ApiError(422, "invalid_audio", str(e)) from None

@@ -3,8 +3,10 @@
 Audio goes in as **the bytes of an audio file** (WAV, FLAC, OGG, MP3, ... anything :func:`codec.load_audio`
 decodes), either as the raw request body (``Content-Type: audio/wav`` or ``application/octet-stream``; options
 in the query string) or as the file field ``audio`` of a ``multipart/form-data`` form (options as form fields or
-in the query string). The server never opens a path: a text ``audio`` field, an ``audio`` / ``voice`` / ``path``
-option, or a JSON body on an audio endpoint is refused with HTTP 422, so a path or URL cannot reach a file.
+in the query string). A voice prompt (``/v1/translate``) travels the same way as the file field ``voice`` of the
+form; ``/v1/synthesize`` takes JSON, where a voice is ``voice_wav_base64``: an audio file's bytes, base64.
+The server never opens a path: a text ``audio`` / ``voice`` field, an ``audio`` / ``voice`` / ``path`` option, or a
+JSON body on an audio endpoint is refused with HTTP 422, so a path or URL cannot reach a file.
 
 Errors are JSON: ``{"error": {"status": 422, "type": "invalid_audio", "message": "..."}}``.
 
@@ -108,8 +110,10 @@ def _path_refusal(field: str) -> ApiError:
                    "the request body or as the file field 'audio' of a multipart form")
 
 
-async def read_audio_request(request: Request) -> tuple[bytes, dict[str, str]]:
-    """The uploaded audio bytes and the options (query string, then form fields) of an audio endpoint.
+async def read_audio_request(request: Request, extra_files: tuple[str, ...] = ()
+                             ) -> tuple[bytes, dict[str, str], dict[str, bytes]]:
+    """The uploaded audio bytes, the options (query string, then form fields) and the bytes of the other file
+    fields in ``extra_files`` (e.g. ``voice``) that the form carries, of an audio endpoint.
 
     Raises:
         ApiError: no audio, audio given as text or as a path, a JSON body, repeated or file-valued options.
@@ -117,15 +121,23 @@ async def read_audio_request(request: Request) -> tuple[bytes, dict[str, str]]:
     options = _options(request.query_params.multi_items(), "query")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     blob: bytes | None = None
+    files: dict[str, bytes] = {}
     if ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=16)
+        form = await request.form(max_files=1 + len(extra_files), max_fields=16)
         for key, value in form.multi_items():
-            if key == "audio":
+            if key == "audio" or key in extra_files:
                 if not isinstance(value, UploadFile):
-                    raise _path_refusal("audio")
-                blob = await value.read()
+                    raise _path_refusal(key)
+                if key == "audio" and blob is not None or key in files:
+                    raise invalid(f"file field {key!r} is given twice")
+                data = await value.read()
+                if key == "audio":
+                    blob = data
+                else:
+                    files[key] = data
             elif isinstance(value, UploadFile):
-                raise invalid(f"unexpected file field {key!r}: the audio goes in the file field 'audio'")
+                allowed = ", ".join(repr(f) for f in ("audio", *extra_files))
+                raise invalid(f"unexpected file field {key!r}: this endpoint takes the file field(s) {allowed}")
             elif key in options:
                 raise invalid(f"option {key!r} is given twice")
             else:
@@ -143,7 +155,17 @@ async def read_audio_request(request: Request) -> tuple[bytes, dict[str, str]]:
             raise _path_refusal(key)
     if not blob:
         raise invalid("no audio: the request body is empty")
-    return blob, options
+    return blob, options, files
+
+
+def decode_base64_audio(value: Any, field: str) -> bytes:
+    """A JSON field holding an audio file's bytes as base64 -> the bytes; anything else is a 422 naming it."""
+    if not isinstance(value, str) or not value:
+        raise invalid(f"field {field!r} must be a non-empty base64 string of an audio file's bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise invalid(f"field {field!r} is not valid base64") from None
 
 
 def _options(items: list[tuple[str, str]], where: str) -> dict[str, str]:
