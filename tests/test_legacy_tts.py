@@ -74,7 +74,7 @@ def _train(model: torch.nn.Module, step, n: int = 30) -> tuple[float, float]:  #
     for _ in range(n + 1):
         torch.manual_seed(1)
         loss = step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -326,7 +326,7 @@ def test_generator_warm_up_alone_lowers_the_spectral_loss() -> None:
     for _ in range(41):
         fake = G(mel)
         loss = F.l1_loss(mel_fn(fake)[..., :40], mel) + multi_resolution_stft_loss(fake, wav, ((64, 16, 64),))
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         opt.zero_grad()
         loss.backward()
         opt.step()
