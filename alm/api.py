@@ -421,12 +421,10 @@ class AudioLanguageModel:
         opts = GenerationOptions(**(options or {}))  # validate before any work
         if task in ("asr", "slu", "s2st") and self._is_long(task, source, task_options):
             return run_long_audio(self, task, source, opts, config=self.longform, **task_options)
-        language = task_options.get("language", "en")
-        if task == "tts" and isinstance(source, str) and language in LANGUAGES:
-            sentences = split_sentences(source, language, self.longform.max_sentence_words)
-            if len(sentences) > 1:
-                return synthesize_long(self, sentences, language, task_options.get("voice"), opts,
-                                       sample_rate=task_options.get("sample_rate"), config=self.longform)
+        sentences = self._sentences(task, source, task_options)
+        if sentences is not None:
+            return synthesize_long(self, sentences, task_options.get("language", "en"), task_options.get("voice"),
+                                   opts, sample_rate=task_options.get("sample_rate"), config=self.longform)
         job = self.prepare(task, source, **task_options)
         return self.finish(job, *self.run(job, opts))
 
@@ -435,9 +433,15 @@ class AudioLanguageModel:
         (``asr``, ``slu``, ``s2st``) or text of more than one sentence (``tts``)."""
         if task in ("asr", "slu", "s2st"):
             return self._is_long(task, source, task_options)
+        return self._sentences(task, source, task_options) is not None
+
+    def _sentences(self, task: str, source: Any, task_options: dict[str, Any]) -> list[str] | None:
+        """The sentences of a TTS text of more than one (spoken one by one), else ``None``."""
         language = task_options.get("language", "en")
-        return (task == "tts" and isinstance(source, str) and language in LANGUAGES
-                and len(split_sentences(source, language, self.longform.max_sentence_words)) > 1)
+        if task != "tts" or not isinstance(source, str) or language not in LANGUAGES:
+            return None
+        sentences = split_sentences(source, language, self.longform.max_sentence_words)
+        return sentences if len(sentences) > 1 else None
 
     def _is_long(self, task: str, source: Any, task_options: dict[str, Any]) -> bool:
         """Whether ``source`` is longer than one chunk: then it goes through :mod:`alm.longform`. Arguments

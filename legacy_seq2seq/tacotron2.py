@@ -269,11 +269,12 @@ class Tacotron2(nn.Module):
         stop_logits = torch.stack(stops, 1).reshape(B, steps * r)[:, :T]
         return mel_before, mel_before + self._postnet(mel_before), stop_logits, torch.stack(aligns, 1)
 
-    def decode_free(self, memory: torch.Tensor, pad: torch.Tensor, bounds: torch.Tensor
+    def decode_free(self, memory: torch.Tensor, pad: torch.Tensor, bounds: torch.Tensor, name: str = "Tacotron 2"
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Autoregressive decoding over ``memory [B, L, E]``: each item ends at its first frame whose stop
-        probability passes ``stop_threshold`` or after ``bounds [B]`` steps. Returns ``(mel [B, T, n_mels]`` after
-        the postnet, zero past each length, ``lengths [B]``, ``alignments [B, steps, L])``."""
+        probability passes ``stop_threshold`` or after ``bounds [B]`` steps (logged as ``name`` hitting the bound).
+        Returns ``(mel [B, T, n_mels]`` after the postnet, zero past each length, ``lengths [B]``, ``alignments
+        [B, steps, L])``."""
         c, r = self.config, self.config.reduction_factor
         B = memory.shape[0]
         keys = self.attention.memory(memory)
@@ -295,6 +296,8 @@ class Tacotron2(nn.Module):
             if bool(done.all()):
                 break
             frame = f[:, -c.n_mels:]
+        if bool((lengths == bounds * r).any()):
+            logger.warning("%s hit the max-decoder-steps bound for some items (no stop predicted)", name)
         mel = torch.stack(frames, 1).reshape(B, -1, c.n_mels)[:, : int(lengths.max())]
         mel = (mel + self._postnet(mel)) * _mask(lengths, mel.shape[1])[..., None]
         return mel, lengths, torch.stack(aligns, 1)
@@ -347,7 +350,6 @@ class Tacotron2(nn.Module):
         was_training = self.training
         self.eval()
         c = self.config
-        r = c.reduction_factor
         if text_ids.dim() == 1:
             text_ids = text_ids[None]
         B, L = text_ids.shape
@@ -356,8 +358,6 @@ class Tacotron2(nn.Module):
         bounds = torch.tensor([c.max_decoder_steps(int(n)) for n in text_lengths], device=text_ids.device)
         memory = self.encode(text_ids, text_lengths)
         mel, lengths, alignments = self.decode_free(memory, ~_mask(text_lengths, L), bounds)
-        if bool((lengths == bounds * r).any()):
-            logger.warning("Tacotron 2 hit the max-decoder-steps bound for some items (no stop predicted)")
         self.train(was_training)
         return Tacotron2Inference(mel, lengths, alignments)
 

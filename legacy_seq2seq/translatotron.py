@@ -323,9 +323,8 @@ class Translatotron(nn.Module):
             speaker_embedding = self.speaker_embedding(src_mel, src_lengths)
         memory = self._memory(layers[-1], speaker_embedding)
         bounds = torch.tensor([self.config.max_decoder_steps(int(n)) for n in src_lengths], device=src_mel.device)
-        mel, lengths, alignments = self.decoder.decode_free(memory, ~_valid(enc_lengths, memory.shape[1]), bounds)
-        if bool((lengths == bounds * self.config.reduction_factor).any()):
-            logger.warning("Translatotron hit the max-decoder-steps bound for some items (no stop predicted)")
+        mel, lengths, alignments = self.decoder.decode_free(memory, ~_valid(enc_lengths, memory.shape[1]), bounds,
+                                                            name="Translatotron")
         self.train(was_training)
         return TranslatotronInference(mel, lengths, alignments)
 
