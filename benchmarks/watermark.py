@@ -36,7 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from safety import watermark as wm  # noqa: E402
-from safety.attacks import ATTACKS, AttackUnavailableError, mix_talker, speech_like, splice  # noqa: E402
+from safety.attacks import ATTACKS, AttackUnavailableError, mix_talker, neural_codec, speech_like, splice  # noqa: E402
 from safety.attacks import speed as speed_attack  # noqa: E402
 from safety.keys import WatermarkKey  # noqa: E402
 from safety.watermark import FALSE_POSITIVE_RATE, N_BITS, SPEED_THRESHOLD, THRESHOLD, detect, embed  # noqa: E402
@@ -95,11 +95,14 @@ def quality(clean: np.ndarray, marked: np.ndarray) -> tuple[float, float]:
     return snr, p
 
 
-def speed(clips: list[np.ndarray], short: list[np.ndarray], seconds: float = 60.0) -> dict[str, float]:
+def speed(clips: list[np.ndarray], short: list[np.ndarray], seconds: float = 60.0, codec_layer: bool = True
+          ) -> dict[str, float]:
     """x real time on one thread: embedding, and detection of 60 s of marked audio (the plain scan decides), of the
     same audio sped up by 5 % (the speed search decides), of the unmarked audio (the whole search, the worst case),
-    and of the short unmarked clips one by one (per-call overheads included). Measured in CPU time of this
-    (single-threaded) process, best of 3, so that other jobs on the machine do not count; wall-clock figures too."""
+    and of the short unmarked clips one by one (per-call overheads included), with and without the codec layer's
+    test; the codec layer's embedding and its detection after the neural codec on 10 s, once (slow). Measured in
+    CPU time of this (single-threaded) process, best of 3, so that other jobs on the machine do not count;
+    wall-clock figures too."""
     audio = np.concatenate(clips)
     while len(audio) < seconds * SR:
         audio = np.concatenate([audio, audio])
@@ -110,13 +113,23 @@ def speed(clips: list[np.ndarray], short: list[np.ndarray], seconds: float = 60.
              "detect": (seconds, lambda: detect(marked, key=KEY)),
              "detect_speed_1.05": (len(fast) / SR, lambda: detect(fast, key=KEY)),
              "detect_clean": (seconds, lambda: detect(audio, key=KEY)),
-             "detect_short_clean": (sum(map(len, short)) / SR, lambda: [detect(x, key=KEY) for x in short])}
+             "detect_short_clean": (sum(map(len, short)) / SR, lambda: [detect(x, key=KEY) for x in short]),
+             "detect_clean_no_codec_layer": (seconds, lambda: detect(audio, key=KEY, codec_layer=False)),
+             "detect_short_clean_no_codec_layer": (sum(map(len, short)) / SR,
+                                                   lambda: [detect(x, key=KEY, codec_layer=False) for x in short])}
     out: dict[str, float] = {"audio_s": seconds, "short_clean_clips": len(short),
                              "short_clean_audio_s": round(sum(map(len, short)) / SR, 1)}
     for name, (audio_s, fn) in cases.items():
         times = [_timed(fn) for _ in range(3)]
         out[f"{name}_x_realtime"] = audio_s / min(cpu for _, cpu in times)
         out[f"{name}_x_realtime_wall"] = audio_s / min(wall for wall, _ in times)
+    if codec_layer:
+        ten = audio[: 10 * SR]
+        wall, cpu = _timed(lambda: embed(ten, 1234, key=KEY, codec_layer=True))
+        out["embed_codec_layer_x_realtime"], out["embed_codec_layer_x_realtime_wall"] = 10 / cpu, 10 / wall
+        attacked = neural_codec(embed(ten, 1234, key=KEY, codec_layer=True), SR)
+        wall, cpu = _timed(lambda: detect(attacked, key=KEY))
+        out["detect_codec_attacked_x_realtime"], out["detect_codec_attacked_x_realtime_wall"] = 10 / cpu, 10 / wall
     return out
 
 
@@ -167,6 +180,8 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=None, help="marked clips (default 100, quick 12)")
     p.add_argument("--clean", type=int, default=None, help="clean clips for the false-positive rate (2000 / 200)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-codec-layer", action="store_true",
+                   help="embed the spread-spectrum layer only (the codec layer's test still runs at detection)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args()
     n_clips = args.clips or (12 if args.quick else 100)
@@ -184,7 +199,7 @@ def main() -> None:
     snrs, pesqs, wrong_key = [], [], []
     for i, (clean, other) in enumerate(zip(clips, others)):
         message = int(rng.integers(2**N_BITS))
-        marked = embed(clean, message, key=KEY)
+        marked = embed(clean, message, key=KEY, codec_layer=not args.no_codec_layer)
         snr, pq = quality(clean, marked)
         snrs.append(snr)
         pesqs.append(pq)
@@ -212,11 +227,12 @@ def main() -> None:
             d = detect(attacked, key=KEY)
             per[name].append({"detected": d.detected, "bit_acc": float(np.mean(d.bits == bits_of(message))),
                               "exact": d.payload == message, "score": d.score, "speed": d.speed,
+                              "codec": d.layer == "codec",
                               "iou": iou(d.spans, truth or (0.0, len(attacked) / SR))})
         print(f"\rmarked clips {i + 1}/{n_clips}", end="", flush=True)
     print()
 
-    clean_hits, clean_speed_hits, clean_clips, nulls, short = 0, 0, 0, [], []
+    clean_hits, clean_speed_hits, clean_codec_hits, clean_clips, nulls, short = 0, 0, 0, 0, [], []
     for i in range(n_clean):
         if args.corpus and i % 2 == 0:  # random windows of corpus clips
             x = corpus_clips(args.corpus, 1, rng)[0]
@@ -228,6 +244,7 @@ def main() -> None:
         d = detect(x, key=KEY)
         clean_hits += d.detected
         clean_speed_hits += d.detected and d.speed != 1.0
+        clean_codec_hits += d.layer == "codec"
         clean_clips += 1
         nulls.append(null_statistics(x))
         if len(short) < 100:
@@ -235,7 +252,7 @@ def main() -> None:
         if (i + 1) % 100 == 0:
             print(f"\rclean clips {i + 1}/{n_clean}", end="", flush=True)
     print()
-    rtf = speed(clips, short)
+    rtf = speed(clips, short, codec_layer=not args.no_codec_layer)
     plain_null, grid_null = np.array(nulls).T
     # empirical tail of each stage's Bonferroni p-value against its nominal level (<= nominal: conservative)
     null_tail = {}
@@ -257,6 +274,7 @@ def main() -> None:
                      "payload_exact": float(np.mean([x["exact"] for x in r])),
                      "iou": float(np.mean([x["iou"] for x in r])),
                      "speed_found": float(np.mean(found)) if found else None,
+                     "by_codec_layer": float(np.mean([x["codec"] for x in r])),
                      "mean_score": float(np.mean([x["score"] for x in r]))})
     scored = [r for r in rows if "detection_rate" in r and r["attack"] != "none"]
     earlier = [r for r in scored if r["attack"] in EARLIER_SET]
@@ -267,6 +285,8 @@ def main() -> None:
         "target_false_positive_rate": FALSE_POSITIVE_RATE,
         "false_positive_rate_clean": clean_hits / clean_clips, "false_positives_clean": clean_hits,
         "false_positives_clean_by_speed_search": clean_speed_hits,
+        "false_positives_clean_by_codec_layer": clean_codec_hits, "codec_layer_embedded": not args.no_codec_layer,
+        "codec_fpr_share": wm.CODEC_FPR_SHARE,
         "null_clean_plain_max_score": float(plain_null.max()), "null_clean_speed_search_max_score":
         float(np.nanmax(grid_null)), "null_tail_rate_at_nominal_level": null_tail,
         "false_positive_rate_other_key": float(np.mean(wrong_key)),
@@ -285,24 +305,29 @@ def main() -> None:
     md = [f"Watermark robustness: {n_clips} marked clips ({summary['marked_audio_s']} s) from {source}; "
           f"threshold T >= {THRESHOLD:.2f} for the plain scan, T >= {SPEED_THRESHOLD:.2f} for the speed search "
           f"({len(wm.SPEED_FACTORS)} factors 0.90..1.10; false-positive rate {FALSE_POSITIVE_RATE:g} per clip by "
-          "design, both together). IoU: detected spans against the marked part; speed found: mean factor over the "
-          "detected clips.", "",
-          "| attack | detection rate | bit accuracy | payload exact | IoU | speed found | mean score |",
-          "|---|---|---|---|---|---|---|"]
+          "design, all stages together, the codec layer's test with a tenth of it). Codec layer "
+          f"{'embedded' if not args.no_codec_layer else 'NOT embedded'}. IoU: detected spans against the marked "
+          "part; speed found: mean factor over the detected clips; by codec layer: share of clips the codec layer's "
+          "test decided (it carries no payload).", "",
+          "| attack | detection rate | bit accuracy | payload exact | IoU | speed found | by codec layer "
+          "| mean score |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r:
-            md.append(f"| {r['attack']} | skipped: {r['skipped']} | | | | | |")
+            md.append(f"| {r['attack']} | skipped: {r['skipped']} | | | | | | |")
         else:
             found = "-" if r["speed_found"] is None else f"{r['speed_found']:.3f}"
             md.append(f"| {r['attack']} | {r['detection_rate']:.3f} | {r['bit_accuracy']:.3f} | "
-                      f"{r['payload_exact']:.3f} | {r['iou']:.3f} | {found} | {r['mean_score']:.1f} |")
+                      f"{r['payload_exact']:.3f} | {r['iou']:.3f} | {found} | {r['by_codec_layer']:.2f} | "
+                      f"{r['mean_score']:.1f} |")
     tails = "; ".join(f"{float(level):g}: {t['plain']:.2%} / {t['speed_search']:.2%}" for level, t in null_tail.items())
     md += ["", f"- mean over attacks (excluding none): detection {summary['attacks_mean_detection']:.3f}, "
            f"bit accuracy {summary['attacks_mean_bit_accuracy']:.3f}, IoU {summary['attacks_mean_iou']:.3f}; "
            f"over the earlier set ({len(earlier)} attacks, no added speed factors): detection "
            f"{summary['earlier_set_mean_detection']:.3f}, bit accuracy {summary['earlier_set_mean_bit_accuracy']:.3f}",
            f"- false positives: {clean_hits}/{clean_clips} clean clips "
-           f"({summary['false_positive_rate_clean']:.4f}; {clean_speed_hits} of them by the speed search); "
+           f"({summary['false_positive_rate_clean']:.4f}; {clean_speed_hits} of them by the speed search, "
+           f"{clean_codec_hits} by the codec layer); "
            f"marked with another key: {summary['false_positive_rate_other_key']:.4f}",
            f"- null statistics on the clean clips: best plain score {summary['null_clean_plain_max_score']:.2f} "
            f"(threshold {THRESHOLD:.2f}), best over the speed grid {summary['null_clean_speed_search_max_score']:.2f} "
@@ -317,7 +342,12 @@ def main() -> None:
            f"{rtf['detect_clean_x_realtime']:.0f}x ({rtf['detect_clean_x_realtime_wall']:.0f}x), unmarked short "
            f"clips ({rtf['short_clean_clips']} clips, {rtf['short_clean_audio_s']} s) "
            f"{rtf['detect_short_clean_x_realtime']:.0f}x ({rtf['detect_short_clean_x_realtime_wall']:.0f}x); "
-           f"embed {rtf['embed_x_realtime']:.0f}x ({rtf['embed_x_realtime_wall']:.0f}x)",
+           f"embed {rtf['embed_x_realtime']:.0f}x ({rtf['embed_x_realtime_wall']:.0f}x); without the codec layer's "
+           f"test: unmarked 60 s {rtf['detect_clean_no_codec_layer_x_realtime']:.0f}x, short clips "
+           f"{rtf['detect_short_clean_no_codec_layer_x_realtime']:.0f}x"
+           + (f"; codec layer: embedding {rtf['embed_codec_layer_x_realtime']:.2f}x "
+              f"({rtf['embed_codec_layer_x_realtime_wall']:.2f}x), detection after the neural codec "
+              f"{rtf['detect_codec_attacked_x_realtime']:.0f}x" if "embed_codec_layer_x_realtime" in rtf else ""),
            f"- wall time {summary['wall_s']:.0f} s"]
     plot(rows, args.out / "watermark.png")
     (args.out / "watermark.md").write_text("\n".join(md) + "\n")
