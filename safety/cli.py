@@ -1,7 +1,7 @@
 """``alm-watermark``: verify and embed the toolkit's keyed watermark from the command line.
 
-    alm-watermark detect FILE... [--json] [--key-file PATH]
-    alm-watermark embed IN -o OUT --message N [--key-file PATH]
+    alm-watermark detect FILE... [--json] [--key-file PATH] [--no-speed-search] [--no-codec-layer]
+    alm-watermark embed IN -o OUT --message N [--key-file PATH] [--codec-layer]
 
 ``detect`` prints, per file: the decision at the stated false-positive rate, the probability, the decoded payload
 with each bit's confidence, the spans where the mark is, and one score per second. Exit status: 0 when every file
@@ -52,6 +52,9 @@ def _report(name: str, d, duration_s: float) -> str:  # noqa: ANN001 - a Detecti
         f"{name}: {verdict} (probability {d.probability:.6f}, score {d.score:.2f}, threshold {d.threshold:.2f} "
         f"for a false-positive rate of {d.false_positive_rate:g}; {duration_s:.2f} s)"
     ]
+    if d.layer == "codec":
+        lines.append(f"  found by the codec layer (z {d.codec_score:.2f}): the audio went through the project's neural "
+                     "codec, which erases the payload layer")
     if d.detected and d.speed != 1.0:
         lines.append(f"  speed change undone: the audio runs at {d.speed:.3f}x the marked original's speed")
     if d.payload is not None:
@@ -73,6 +76,9 @@ def detect(
     speed_search: bool = typer.Option(True, "--speed-search/--no-speed-search",
                                       help="when the plain scan finds nothing, also try speed changes of up to 10% "
                                            "(about 10x slower on unmarked audio)"),
+    codec_layer: bool = typer.Option(True, "--codec-layer/--no-codec-layer",
+                                     help="when both scans find nothing, test the layer that survives the project's "
+                                          "neural codec (runs the codec's encoder, about 45x real time)"),
 ) -> None:
     """Look for the watermark in each FILE; exit 0 if all are watermarked, 1 if any is not, 2 on bad input."""
     from codec import AudioInputError, load_audio
@@ -84,7 +90,7 @@ def detect(
     for path in files:
         try:
             wav = load_audio(path, sample_rate=SAMPLE_RATE).numpy()
-            d = detect_watermark(wav, key=key, search_speed=speed_search)
+            d = detect_watermark(wav, key=key, search_speed=speed_search, codec_layer=codec_layer)
         except (AudioInputError, WatermarkInputError) as e:
             status = EXIT_BAD_INPUT
             results.append({"file": str(path), "error": str(e)})
@@ -109,6 +115,10 @@ def embed(
     output: Path = typer.Option(..., "-o", "--output", help="output file (.wav, .flac or .ogg)"),
     message: int = typer.Option(..., "--message", min=0, max=65535, help="16-bit payload, 0..65535"),
     key_file: Path | None = typer.Option(None, "--key-file", help="file holding the watermark key"),
+    codec_layer: bool = typer.Option(False, "--codec-layer/--no-codec-layer",
+                                     help="also embed the layer that survives the project's neural codec (what the "
+                                          "toolkit's generated speech carries; slower than real time on a CPU, "
+                                          "SNR about 16 dB)"),
 ) -> None:
     """Embed MESSAGE into SOURCE (resampled to 16 kHz mono) and write OUTPUT."""
     from codec import AudioInputError, load_audio, save_audio
@@ -118,7 +128,7 @@ def embed(
     key = _key(key_file)
     try:
         wav = load_audio(source, sample_rate=SAMPLE_RATE).numpy()
-        marked = embed_watermark(wav, message, key=key)
+        marked = embed_watermark(wav, message, key=key, codec_layer=codec_layer)
         save_audio(output, marked, SAMPLE_RATE)
     except (AudioInputError, WatermarkInputError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -28,23 +28,30 @@ The method (all in the STFT domain, Hann-family windows of ``N_FFT`` = 512 sampl
   still aligns. Per alignment it combines the pilots' summed ``z`` and each bit's ``|summed z|`` (mapped to a
   standard normal through the half-normal CDF) into a Stouffer score ``T``, N(0, 1) without the mark; it declares a
   mark when the Bonferroni-corrected p-value of the best alignment is at most its share of
-  ``FALSE_POSITIVE_RATE`` (1e-3), i.e. ``T >= 4.71``. Each bit is the sign of its summed ``z``; its confidence is the
+  ``FALSE_POSITIVE_RATE`` (1e-3), i.e. ``T >= 4.73``. Each bit is the sign of its summed ``z``; its confidence is the
   posterior of a Gaussian model whose mean is estimated from the clip.
 - Speed changes (resampling: duration / f, every frequency x f) move bands and symbols off the pattern grid; the
   plain scan tolerates about +/-1 %. When it finds nothing, the detector undoes each candidate factor ``f`` of
   :data:`SPEED_FACTORS` (0.90..1.10 in 1 % steps, nearest to 1 first) and rescans: the features of the input
   resampled by ``f``, taken from one finer STFT of the input with frame times and band edges scaled by ``f``. Once a
-  factor's best alignment clears a threshold corrected for the ``N_ALIGNMENTS x 20`` hypotheses (``T >= 5.53``), the
+  factor's best alignment clears a threshold corrected for the ``N_ALIGNMENTS x 20`` hypotheses (``T >= 5.55``), the
   best grid point nearby decides and a local search (steps 0.5, 0.25, 0.125 %) refines the factor for the payload
-  and the spans. The false-positive budget is split (weighted Bonferroni): 80 % for the plain scan, 20 % for the
-  speed search, so the rate stays at most 1e-3 per clip. Unmarked audio pays for the whole search, its factors
-  scanned in batches: on one CPU thread about 8x the plain scan's time for a 2.5 s clip and 10-12x for 10-60 s
-  (150x and 230x real time); marked audio at its original speed pays nothing extra.
+  and the spans. The false-positive budget is split (weighted Bonferroni): of the 90 % the scans get (the codec
+  layer below takes 10 %), 80 % for the plain scan, 20 % for the speed search, so the rate stays at most 1e-3.
+  Unmarked audio pays for the whole search, its factors scanned in batches: on one CPU thread about 8x the plain
+  scan's time for a 2.5 s clip and 10-12x for 10-60 s (150x and 230x real time); marked audio at its original
+  speed pays nothing extra.
+
+A second layer, :mod:`safety.codec_mark`, marks the first-codebook codes of the project's own neural codec, which
+erases this one: ``embed(..., codec_layer=True)`` adds it (the generation hook always does) and :func:`detect` tests
+it when both scans find nothing, with ``CODEC_FPR_SHARE`` (a tenth) of the false-positive budget; the scans share
+the rest as above (80/20), so the whole detector stays at ``FALSE_POSITIVE_RATE`` per clip.
 
 A different key draws independent patterns, so its statistic is null: another key detects nothing and a mark made
 with another key is not accepted. Needs about 0.5-1 s of speech to detect and one period (1.28 s) for the payload.
 Known weaknesses: speed changes beyond +/-10 % and time stretching that keeps the pitch (neither is searched),
-strong broadband noise and low-bitrate codecs (the mark lives mostly in quiet bands), and only one alignment is
+strong broadband noise and low-bitrate codecs (the mark lives mostly in quiet bands; the codec layer covers the
+project's own codec only), and only one alignment is
 tracked per clip (two separately marked clips joined together localize only the stronger one).
 """
 
@@ -131,9 +138,11 @@ class Detection:
     """What :func:`detect` found in a clip.
 
     ``probability`` is ``1 - p`` where ``p`` is the corrected p-value under "no watermark with this key": the smaller
-    of the plain scan's and the speed search's Bonferroni p-values, each divided by its share of the false-positive
-    budget (the plain scan's alone when nothing is detected); ``detected`` is ``p <= false_positive_rate``, i.e.
-    ``score >= threshold`` of the stage that decided.
+    of the plain scan's, the speed search's and the codec layer's p-values, each divided by its share of the
+    false-positive budget (the plain scan's alone when nothing is detected and the codec layer was not smaller);
+    ``detected`` is ``p <= false_positive_rate``. ``layer`` says which layer decided; after the codec layer
+    ``payload`` is None (it carries none), ``score`` / ``threshold`` stay the plain scan's and ``codec_score`` is
+    the codec layer's z.
     ``speed`` is the speed factor found (1.0 unless the speed search decided): the input plays ``speed`` times
     faster than the marked original. ``frame_scores`` and ``spans`` are on the input's timeline either way.
     """

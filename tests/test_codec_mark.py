@@ -113,3 +113,24 @@ def test_unavailable_layer_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyP
     snr = 10 * np.log10(np.sum(clip.astype(np.float64) ** 2) / np.sum((out - clip.astype(np.float64)) ** 2))
     assert snr >= 25.0
     wm._warn_no_codec_layer.cache_clear()
+
+
+def test_cli_codec_layer(tmp_path, clip: np.ndarray) -> None:  # noqa: ANN001
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from safety.cli import app
+
+    runner = CliRunner()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("codec-layer-cli")
+    clean, out, coded = tmp_path / "clean.wav", tmp_path / "marked.wav", tmp_path / "coded.wav"
+    sf.write(clean, clip, SR, subtype="FLOAT")
+    args = ["--key-file", str(key_file)]
+    result = runner.invoke(app, ["embed", str(clean), "-o", str(out), "--message", "7", "--codec-layer", *args])
+    assert result.exit_code == 0, result.output
+    sf.write(coded, neural_codec(sf.read(out, dtype="float32")[0], SR), SR, subtype="FLOAT")
+    result = runner.invoke(app, ["detect", str(coded), *args])
+    assert result.exit_code == 0 and "found by the codec layer" in result.stdout, result.output
+    result = runner.invoke(app, ["detect", str(coded), "--no-codec-layer", *args])
+    assert result.exit_code == 1 and "not watermarked" in result.stdout
