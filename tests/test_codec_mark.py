@@ -134,3 +134,13 @@ def test_cli_codec_layer(tmp_path, clip: np.ndarray) -> None:  # noqa: ANN001
     assert result.exit_code == 0 and "found by the codec layer" in result.stdout, result.output
     result = runner.invoke(app, ["detect", str(coded), "--no-codec-layer", *args])
     assert result.exit_code == 1 and "not watermarked" in result.stdout
+
+
+def test_hook_codec_layer_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, caplog, clip) -> None:  # noqa: ANN001
+    monkeypatch.setenv(wm.CODEC_LAYER_ENV, "0")
+    wm._warn_codec_layer_off.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="safety.watermark"):
+        out = watermark_hook(clip, SR)
+    assert f"{wm.CODEC_LAYER_ENV} is off" in caplog.text
+    assert np.array_equal(out, embed(clip, wm.DEFAULT_MESSAGE))  # exactly the spread-spectrum layer
+    wm._warn_codec_layer_off.cache_clear()
