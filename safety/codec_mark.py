@@ -135,41 +135,35 @@ def statistic_of_codes(codes: np.ndarray, key: WatermarkKey) -> CodecLayerStatis
 def _embed_chunk(x: np.ndarray, green: np.ndarray, steps: int, max_gain: float) -> np.ndarray:
     import torch
 
-    # callers may be inside torch.no_grad() or inference_mode() (pipelines, generate): the optimisation needs grad
-    with torch.inference_mode(False), torch.enable_grad():
-        return _optimise(torch, x, green, steps, max_gain)
-
-
-def _optimise(torch: Any, x: np.ndarray, green: np.ndarray, steps: int, max_gain: float) -> np.ndarray:
-
     codec = _codec()
     vq = codec.quantizer.vq
     codebook = vq.layers[0]._codebook.embed.detach()  # [card, D]
     is_green = torch.from_numpy(green)
     window = torch.hann_window(N_FFT)
-    wav = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    spec = torch.stft(wav, N_FFT, HOP, window=window, return_complex=True)
-    params = torch.zeros(2, *spec.shape, requires_grad=True)
-    opt = torch.optim.Adam([params], lr=LEARNING_RATE)
+    spec = torch.stft(torch.from_numpy(x), N_FFT, HOP, window=window, return_complex=True)
     n = len(x) - len(x) % codec.hop_length
-    y = wav
-    for _ in range(steps):
+
+    def render(params: torch.Tensor) -> torch.Tensor:  # [T]: every bin times 1 + a, |Re a|, |Im a| <= max_gain
         gain = max_gain * torch.tanh(params)
-        y = torch.istft(spec * torch.complex(1 + gain[0], gain[1]), N_FFT, HOP, window=window, length=len(x))
-        z = codec.encoder(y[None, None, :n])
-        q = vq.decode(vq.encode(z, n_q=codec.max_codebooks))
-        z = codec.encoder(codec.decoder(z + (q - z).detach()))[0].T  # [F, D]: latents of the re-encoded audio
-        dist = (z[:, None, :] - codebook[None]).pow(2).sum(-1)  # [F, card]
-        to_green = dist.masked_fill(~is_green, float("inf")).amin(1)
-        to_other = dist.masked_fill(is_green, float("inf")).amin(1)
-        loss = torch.relu(to_green - to_other + MARGIN * to_other.detach()).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        return torch.istft(spec * torch.complex(1 + gain[0], gain[1]), N_FFT, HOP, window=window, length=len(x))
+
+    # callers may be inside torch.no_grad() or inference_mode() (pipelines, generate): the optimisation needs grad
+    with torch.inference_mode(False), torch.enable_grad():
+        params = torch.zeros(2, *spec.shape, requires_grad=True)
+        opt = torch.optim.Adam([params], lr=LEARNING_RATE)
+        for _ in range(steps):
+            z = codec.encoder(render(params)[None, None, :n])
+            q = vq.decode(vq.encode(z, n_q=codec.max_codebooks))
+            z = codec.encoder(codec.decoder(z + (q - z).detach()))[0].T  # [F, D]: latents of the re-encoded audio
+            dist = (z[:, None, :] - codebook[None]).pow(2).sum(-1)  # [F, card]
+            to_green = dist.masked_fill(~is_green, float("inf")).amin(1)
+            to_other = dist.masked_fill(is_green, float("inf")).amin(1)
+            loss = torch.relu(to_green - to_other + MARGIN * to_other.detach()).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     with torch.no_grad():
-        gain = max_gain * torch.tanh(params)
-        y = torch.istft(spec * torch.complex(1 + gain[0], gain[1]), N_FFT, HOP, window=window, length=len(x))
-    return y.numpy()
+        return render(params).numpy()
 
 
 def embed(x: np.ndarray, key: WatermarkKey, steps: int = STEPS, max_gain: float = MAX_GAIN) -> np.ndarray:
@@ -180,16 +174,15 @@ def embed(x: np.ndarray, key: WatermarkKey, steps: int = STEPS, max_gain: float 
     codec = _codec()
     green = green_list(key, codec.cardinality)
     hop = codec.hop_length
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = x.copy()
     if len(x) < hop:
-        return np.asarray(x, dtype=np.float32).copy()
+        return out
     step, context = int(CHUNK_S * SAMPLE_RATE) // hop * hop, CONTEXT_FRAMES * hop
-    out = np.asarray(x, dtype=np.float32).copy()
     for start in range(0, len(x), step):
         end = min(len(x), start + step)
         lo, hi = max(0, start - context), min(len(x), end + context)
         if hi - lo < hop:  # a tail shorter than a frame: nothing to encode
             continue
-        out[start:end] = _embed_chunk(np.asarray(x[lo:hi], dtype=np.float32), green, steps, max_gain)[
-            start - lo : end - lo
-        ]
+        out[start:end] = _embed_chunk(x[lo:hi].copy(), green, steps, max_gain)[start - lo : end - lo]
     return out

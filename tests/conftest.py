@@ -1,8 +1,10 @@
-"""Shared fixtures: a tiny synthesized corpus made once per test session (seconds, not minutes)."""
+"""Shared fixtures: a tiny synthesized corpus made once per test session (seconds, not minutes), and one torch
+thread for modules of tiny models."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,19 @@ def _tiny_codec_config():  # noqa: ANN202 - imported lazily: conftest loads befo
 
 
 TINY_CODEC = _tiny_codec_config()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): tiny
+    models gain nothing from threads, and on a busy 2-core machine a second thread only contends (up to 30x
+    slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

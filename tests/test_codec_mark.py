@@ -7,7 +7,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 from safety import codec_mark, detect, embed, watermark_hook
 from safety import watermark as wm
@@ -19,12 +18,7 @@ KEY = WatermarkKey.from_secret("codec-layer-test-key")
 OTHER = WatermarkKey.from_secret("another-key")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,7 @@ N_MELS = 20
 TINY = dict(n_mels=N_MELS, d_model=16, n_heads=2, n_layers=2, ff_mult=2, conv_kernel=3, dropout=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny ops: a second intra-op thread only waits for a busy core (hundreds of times slower on a loaded host).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _frames(n_out: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,7 @@ SOURCE_IDS = torch.tensor([[3, 4, 5, 6, 7, 1], [8, 9, 1, 0, 0, 0]])  # 1 plays e
 TARGET_IDS = torch.tensor([[2, 3, 4, 1], [5, 1, 0, 0]])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # tiny models gain nothing from threads, and on a busy machine two threads contend
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +38,7 @@ TEXT_LENGTHS = torch.tensor([6, 3])
 DURATIONS = torch.tensor([[2, 3, 1, 2, 4, 2], [3, 3, 4, 0, 0, 0]])  # sums 14 and 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # tiny models gain nothing from threads, and on a busy machine two threads contend (30x slower)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +31,7 @@ CLASSES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2
 STEPS = 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # tiny models gain nothing from threads, and on a busy 2-core machine a second thread only contends
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _argv(kind: str, corpus: Path, out: Path, cache: Path, *extra: str) -> list[str]:

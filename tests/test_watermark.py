@@ -12,7 +12,6 @@ import logging
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from typer.testing import CliRunner
 
 from codec import load_audio
@@ -29,12 +28,7 @@ OTHER = WatermarkKey.from_secret("another-key")
 MESSAGE = 0xBEEF
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
