@@ -1,10 +1,10 @@
-"""HuBERT-style discrete speech units at 50 Hz: k-means over MFCCs (iteration 1) or over a small HuBERT (iteration 2).
+"""HuBERT-style discrete speech units at 50 Hz: k-means over MFCCs, a small HuBERT, or a phone-CTC Conformer.
 
 A :class:`UnitTokenizer` turns a 16 kHz waveform into one unit per 20 ms (``HOP_LENGTH = 320`` samples)::
 
     F = ceil(T / 320)          # unit f describes samples [320 f, 320 f + 320), centred on 320 f + 160
 
-Short input is zero-padded up to ``320 F`` samples, so even one sample gives one unit. Two kinds of features
+Short input is zero-padded up to ``320 F`` samples, so even one sample gives one unit. Three kinds of features
 feed the k-means codebook (``config.kind``):
 
 - ``"mfcc"`` (HuBERT iteration 1): 13 MFCCs with deltas and delta-deltas (39 dims) from
@@ -16,6 +16,11 @@ feed the k-means codebook (``config.kind``):
   :class:`transformers.HubertModel` whose convolutional front end has a total stride of 320 samples. The input
   is padded by half the excess receptive field on each side (``(400 - 320) / 2 = 40`` samples with the default
   kernels), so conv frame ``f`` is centred on sample ``320 f + 160`` and exactly ``F`` frames come out.
+- ``"conformer"`` (supervised units): the hidden states of layer ``config.feature_layer`` of a small
+  :class:`transformers.Wav2Vec2BertModel` (a Conformer: macaron feed-forward, relative-position attention,
+  depthwise-conv module) trained with a phone CTC head (``training/finetune_units.py --arch conformer``). Its
+  input is 80-band log-mels at 100 frames/s (:func:`codec.features.log_mel`); unit ``f`` stacks the three mel
+  frames ``2f, 2f + 1, 2f + 2`` around its centre (240 dims), so the Conformer runs at the unit rate.
 
 Both kinds are mean/variance normalised with statistics of the training features, then assigned to the nearest
 k-means centroid (squared Euclidean distance). A tokenizer directory holds ``config.json`` (``"kind"``,
@@ -37,17 +42,19 @@ import numpy as np
 import soxr
 import torch
 from safetensors.torch import save_file
-from transformers import HubertConfig, HubertModel
+from transformers import HubertConfig, HubertModel, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
 from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, RESAMPLE_QUALITY, AudioInputError
 from codec.base import CONFIG_NAME, WEIGHTS_NAME, atomic_write, atomic_write_text, read_pretrained
-from codec.features import mfcc
+from codec.features import log_mel, mfcc
 
 SAMPLE_RATE = 16000  # Hz
 FRAME_RATE = 50  # units per second
 HOP_LENGTH = SAMPLE_RATE // FRAME_RATE  # 320 samples = 20 ms per unit
 MFCC_HOP = 160  # 10 ms: two MFCC frames per unit
-KINDS = ("mfcc", "hubert")
+KINDS = ("mfcc", "hubert", "conformer")
+CONFORMER_MELS = 80  # log-mel bands under the Conformer; three frames are stacked per unit
+CONFORMER_INPUT_DIM = 3 * CONFORMER_MELS
 SCHEMA_VERSION = 1
 # Attention cost grows with the square of the length: longer input is encoded in chunks of 60 s (3000 frames).
 # The conv front end still sees the real neighbouring samples at chunk edges; only attention context is cut.
@@ -59,6 +66,13 @@ HUBERT_ARCH_KEYS = (
     "num_conv_pos_embeddings", "num_conv_pos_embedding_groups", "do_stable_layer_norm", "layer_norm_eps",
     "feat_proj_layer_norm", "mask_time_prob", "mask_time_length",
 )
+# Wav2Vec2BertConfig fields that define the Conformer units' architecture.
+CONFORMER_ARCH_KEYS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "feature_projection_input_dim", "layer_norm_eps", "position_embeddings_type", "left_max_position_embeddings",
+    "right_max_position_embeddings", "rotary_embedding_base", "max_source_positions", "conv_depthwise_kernel_size",
+    "mask_time_prob", "mask_time_length",
+)
 
 
 @dataclass
@@ -66,14 +80,16 @@ class UnitConfig:
     """What a saved :class:`UnitTokenizer` is; ``config.json`` holds these fields (plus ``tokenizer_class``).
 
     Attributes:
-        kind: ``"mfcc"`` (iteration 1) or ``"hubert"`` (iteration 2).
+        kind: ``"mfcc"`` (iteration 1), ``"hubert"`` (iteration 2) or ``"conformer"`` (phone-CTC supervised).
         num_units: k-means clusters ``K``; units are in ``[0, K)``.
         feature_dim: ``D`` of the clustered features (39 for MFCC, the HuBERT hidden size otherwise).
         n_mfcc: cepstral coefficients before deltas (``"mfcc"`` only).
         n_mels: mel bands under the cepstrum (``"mfcc"`` only).
-        feature_layer: transformer layer whose output is clustered, 1-based (``"hubert"`` only).
+        feature_layer: layer whose output is clustered, 1-based (``"hubert"`` and ``"conformer"``).
         hubert: the HuBERT architecture, :data:`HUBERT_ARCH_KEYS` of a ``HubertConfig`` (``"hubert"`` only).
-        weights_dtype: storage dtype of the HuBERT weights, ``"float16"`` or ``"float32"``.
+        conformer: the Conformer architecture, :data:`CONFORMER_ARCH_KEYS` of a ``Wav2Vec2BertConfig``
+            (``"conformer"`` only).
+        weights_dtype: storage dtype of the network weights, ``"float16"`` or ``"float32"``.
         info: provenance (training data, steps, losses); never used to rebuild the model.
     """
 
@@ -84,6 +100,7 @@ class UnitConfig:
     n_mels: int = 40
     feature_layer: int | None = None
     hubert: dict[str, Any] | None = None
+    conformer: dict[str, Any] | None = None
     weights_dtype: str = "float16"
     sample_rate: int = SAMPLE_RATE
     frame_rate: int = FRAME_RATE
@@ -113,6 +130,17 @@ class UnitConfig:
                 raise ValueError(f"feature_layer must be in 1..{layers}, got {self.feature_layer}")
             if self.feature_dim != hidden:
                 raise ValueError(f"feature_dim {self.feature_dim} must equal the hidden size {hidden}")
+        if self.kind == "conformer":
+            if self.conformer is None:
+                raise ValueError("conformer units need the Conformer architecture in config.conformer")
+            layers, hidden = self.conformer["num_hidden_layers"], self.conformer["hidden_size"]
+            if self.feature_layer is None or not 1 <= self.feature_layer <= layers:
+                raise ValueError(f"feature_layer must be in 1..{layers}, got {self.feature_layer}")
+            if self.feature_dim != hidden:
+                raise ValueError(f"feature_dim {self.feature_dim} must equal the hidden size {hidden}")
+            if self.conformer["feature_projection_input_dim"] != CONFORMER_INPUT_DIM:
+                raise ValueError(f"the Conformer reads {CONFORMER_INPUT_DIM}-dim stacked log-mels, got "
+                                 f"feature_projection_input_dim {self.conformer['feature_projection_input_dim']}")
 
 
 def small_hubert_config(
@@ -144,6 +172,47 @@ def small_hubert_config(
     }
     kwargs.update(overrides)
     return HubertConfig(**kwargs)
+
+
+def small_conformer_config(
+    hidden_size: int = 144,
+    num_layers: int = 6,
+    num_heads: int = 4,
+    intermediate_size: int = 576,
+    conv_kernel: int = 15,
+    dropout: float = 0.1,
+    **overrides: Any,
+) -> Wav2Vec2BertConfig:
+    """A small Conformer (about 3M parameters with the defaults) over stacked log-mels at 50 frames/s.
+
+    Relative-key position attention (64 frames left, 8 right), depthwise conv kernel ``conv_kernel``, no layer
+    drop (it hurts shallow stacks); ``dropout`` is used for hidden, attention, activation, conv and input dropout.
+    """
+    kw: dict[str, Any] = dict(
+        hidden_size=hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
+        intermediate_size=intermediate_size, conv_depthwise_kernel_size=conv_kernel,
+        feature_projection_input_dim=CONFORMER_INPUT_DIM, hidden_dropout=dropout, attention_dropout=dropout,
+        activation_dropout=dropout, feat_proj_dropout=dropout, conformer_conv_dropout=dropout, layerdrop=0.0,
+        mask_time_prob=0.05, mask_time_length=10, add_adapter=False)
+    kw.update(overrides)
+    return Wav2Vec2BertConfig(**kw)
+
+
+def conformer_arch(config: Wav2Vec2BertConfig) -> dict[str, Any]:
+    """The JSON-serializable architecture of ``config`` (:data:`CONFORMER_ARCH_KEYS`)."""
+    d = config.to_dict()
+    return {k: d[k] for k in CONFORMER_ARCH_KEYS}
+
+
+def conformer_inputs(x: torch.Tensor) -> torch.Tensor:
+    """``[T]`` 16 kHz waveform -> ``[F, 240]`` Conformer input, ``F = ceil(T / 320)`` (module docstring).
+
+    Three 80-band log-mel frames (25 ms windows, 10 ms hop) per unit, centred on the unit's centre.
+    """
+    n = num_frames(x.shape[-1])
+    x = torch.nn.functional.pad(x, (0, n * HOP_LENGTH - x.shape[-1]))  # [320 F]
+    m = log_mel(x, SAMPLE_RATE, n_mels=CONFORMER_MELS, hop_length=MFCC_HOP)  # [80, 2F + 1]
+    return torch.cat([m[:, 0:2 * n:2], m[:, 1:2 * n:2], m[:, 2:2 * n + 1:2]], dim=0).T.contiguous()
 
 
 def hubert_arch(config: HubertConfig) -> dict[str, Any]:
@@ -201,13 +270,15 @@ class UnitTokenizer(torch.nn.Module):
         hubert: the trained network for ``"hubert"`` units (``None``: a randomly initialised one of
             ``config.hubert``'s architecture, to be overwritten by loaded weights). Its weights are rounded to
             ``config.weights_dtype`` in place.
+        conformer: likewise the trained network for ``"conformer"`` units (``config.conformer``'s architecture).
     """
 
     sample_rate: ClassVar[int] = SAMPLE_RATE
     frame_rate: ClassVar[int] = FRAME_RATE
     hop_length: ClassVar[int] = HOP_LENGTH
 
-    def __init__(self, config: UnitConfig, hubert: HubertModel | None = None) -> None:
+    def __init__(self, config: UnitConfig, hubert: HubertModel | None = None,
+                 conformer: Wav2Vec2BertModel | None = None) -> None:
         super().__init__()
         self.config = config
         self.register_buffer("centroids", torch.zeros(config.num_units, config.feature_dim))  # [K, D]
@@ -227,11 +298,24 @@ class UnitTokenizer(torch.nn.Module):
                         p.copy_(p.half().float())
             self.hubert = hubert.float().eval()
             self._pad = hubert_padding(hcfg)
+        self.conformer: Wav2Vec2BertModel | None = None
+        if config.kind == "conformer":
+            assert config.conformer is not None
+            ccfg = Wav2Vec2BertConfig(**config.conformer, add_adapter=False, layerdrop=0.0)
+            if conformer is None:
+                conformer = Wav2Vec2BertModel(ccfg)
+            elif conformer_arch(conformer.config) != conformer_arch(ccfg):
+                raise ValueError("the Conformer model does not match config.conformer")
+            if config.weights_dtype == "float16":
+                with torch.no_grad():
+                    for p in conformer.parameters():
+                        p.copy_(p.half().float())
+            self.conformer = conformer.float().eval()
 
     # --- properties ----------------------------------------------------------------------------------------
     @property
     def kind(self) -> str:
-        """``"mfcc"`` or ``"hubert"``."""
+        """``"mfcc"``, ``"hubert"`` or ``"conformer"``."""
         return self.config.kind
 
     @property
@@ -282,6 +366,8 @@ class UnitTokenizer(torch.nn.Module):
         x = self.prepare(wav, sample_rate)  # [B, T]
         if self.kind == "mfcc":
             return [self._mfcc_features(row) for row in x]
+        if self.kind == "conformer":
+            return list(self._conformer_features(x).unbind(0))
         return list(self._hubert_features(x).unbind(0))
 
     def assign(self, feats: torch.Tensor) -> torch.Tensor:
@@ -356,13 +442,23 @@ class UnitTokenizer(torch.nn.Module):
             out.append(hidden[self.config.feature_layer])
         return torch.cat(out, dim=1).float()
 
+    def _conformer_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` -> ``[B, F, D]`` outputs of Conformer layer ``feature_layer``, chunked past 60 s."""
+        assert self.conformer is not None and self.config.feature_layer is not None
+        inputs = torch.stack([conformer_inputs(row) for row in x]).to(self.device)  # [B, F, 240]
+        out = []
+        for a in range(0, inputs.shape[1], CHUNK_FRAMES):
+            hidden = self.conformer(inputs[:, a: a + CHUNK_FRAMES], output_hidden_states=True).hidden_states
+            out.append(hidden[self.config.feature_layer])  # [B, chunk, D]
+        return torch.cat(out, dim=1).float()
+
     # --- persistence ---------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` to ``directory``, each atomically (temp file + rename)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         dtype = torch.float16 if self.config.weights_dtype == "float16" else torch.float32
-        state = {k: (v.to(dtype) if k.startswith("hubert.") else v).detach().cpu().contiguous()
+        state = {k: (v.to(dtype) if k.startswith(("hubert.", "conformer.")) else v).detach().cpu().contiguous()
                  for k, v in self.state_dict().items()}
         config = {"tokenizer_class": type(self).__name__, **asdict(self.config)}
         atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
@@ -390,6 +486,6 @@ class UnitTokenizer(torch.nn.Module):
         return tok.to(device).eval()
 
     def extra_repr(self) -> str:
-        layer = f", feature_layer={self.config.feature_layer}" if self.kind == "hubert" else ""
+        layer = f", feature_layer={self.config.feature_layer}" if self.kind != "mfcc" else ""
         return f"kind={self.kind}, num_units={self.num_units}, frame_rate={FRAME_RATE}{layer}"
 

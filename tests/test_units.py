@@ -12,15 +12,26 @@ import math
 import numpy as np
 import pytest
 import torch
+from transformers import Wav2Vec2BertModel
 
 from codec.audio import AudioInputError
-from codec.units import UnitConfig, UnitTokenizer, collapse_repeats, hubert_arch, small_hubert_config
+from codec.units import (
+    UnitConfig,
+    UnitTokenizer,
+    collapse_repeats,
+    conformer_arch,
+    conformer_inputs,
+    hubert_arch,
+    small_conformer_config,
+    small_hubert_config,
+)
 from training.data.engines import available_engines, synthesize
 from training.data.voices import by_id
 from training.train_units import (
     HubertTrainConfig,
     codebook_features,
     fit_codebook,
+    fit_conformer_units,
     fit_hubert_units,
     fit_mfcc_units,
     span_mask,
@@ -308,3 +319,49 @@ def test_phone_ctc_finetune_learns_resumes_and_saves_units(wavs, hubert_run, tmp
     assert tok.kind == "hubert" and tok.num_units == K and tok.config.info["finetuned"].startswith("phone CTC")
     units = tok.encode(torch.from_numpy(wavs[0].astype(np.float32)))
     assert units.shape == (math.ceil(len(wavs[0]) / 320),) and int(units.max()) < K
+
+
+def tiny_conformer_config(**overrides):
+    return small_conformer_config(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, conv_kernel=5,
+                                  **overrides)
+
+
+def test_conformer_frame_contract_chunking_and_save_load(wavs, monkeypatch, tmp_path):
+    import codec.units
+
+    x = torch.from_numpy(wavs[0].astype(np.float32) / 32768.0)
+    feats = conformer_inputs(x)  # three log-mel frames per 20 ms unit
+    assert feats.shape == (math.ceil(len(x) / 320), 240) and torch.isfinite(feats).all()
+    tok = fit_conformer_units(Wav2Vec2BertModel(tiny_conformer_config()), wavs, n_clusters=K, feature_layer=1)
+    assert tok.kind == "conformer" and tok.config.feature_layer == 1 and "feature_layer=1" in repr(tok)
+    for n in (1, 320, 321, 4799):
+        assert tok.encode(x[:n]).shape == (math.ceil(n / 320),)
+    units = [tok.encode(torch.from_numpy(w.astype(np.float32) / 32768.0)) for w in wavs]
+    assert all(int(u.min()) >= 0 and int(u.max()) < K for u in units)
+    assert len({int(v) for u in units for v in u}) > K // 2  # the codebook is used, not collapsed to a few units
+    tok.save_pretrained(tmp_path / "conformer")
+    again = UnitTokenizer.from_pretrained(tmp_path / "conformer")
+    for w, u in zip(wavs, units, strict=True):
+        assert torch.equal(again.encode(torch.from_numpy(w.astype(np.float32) / 32768.0)), u)
+    monkeypatch.setattr(codec.units, "CHUNK_FRAMES", 7)  # long input is encoded in chunks, same frame count
+    assert again.features(x)[0].shape == (math.ceil(len(x) / 320), 32)
+    with pytest.raises(ValueError, match="feature_layer"):
+        UnitConfig(kind="conformer", num_units=4, feature_dim=32, feature_layer=3,
+                   conformer=conformer_arch(tiny_conformer_config()))
+
+
+def test_conformer_phone_ctc_from_scratch_learns_and_saves_units(wavs, tmp_path):
+    from training import finetune_units
+
+    corpus, out = _corpus(tmp_path, wavs), tmp_path / "conformer-ctc"
+    args = ["--arch", "conformer", "--hidden", "32", "--layers", "2", "--corpus", str(corpus), "--out", str(out),
+            "--lr", "3e-3", "--warmup", "5", "--batch-seconds", "6", "--eval-every", "20", "--clusters", str(K),
+            "--kmeans-hours", "0.01", "--mask-prob", "0", "--threads", "1", "--steps", "40"]
+    finetune_units.main(args)
+    report = json.loads((out / "training.json").read_text())
+    losses = [h["loss"] for h in report["history"][:2]]
+    assert losses[1] < 0.8 * losses[0], losses  # the loss falls
+    tok = UnitTokenizer.from_pretrained(out / "units")
+    assert tok.kind == "conformer" and tok.num_units == K and tok.config.info["init"] == "scratch"
+    units = tok.encode(torch.from_numpy(wavs[1].astype(np.float32) / 32768.0))
+    assert units.shape == (math.ceil(len(wavs[1]) / 320),) and int(units.max()) < K

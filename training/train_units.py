@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
-from transformers import HubertConfig, HubertModel
+from transformers import HubertConfig, HubertModel, Wav2Vec2BertModel
 
 from codec.base import atomic_write, atomic_write_text
 from codec.units import (
@@ -41,6 +41,7 @@ from codec.units import (
     SAMPLE_RATE,
     UnitConfig,
     UnitTokenizer,
+    conformer_arch,
     hubert_arch,
     hubert_padding,
     num_frames,
@@ -179,6 +180,26 @@ def fit_hubert_units(model: HubertModel, wavs: Iterable[np.ndarray | torch.Tenso
     layer = feature_layer if feature_layer is not None else cfg.num_hidden_layers // 2 + 1
     tok = UnitTokenizer(UnitConfig(kind="hubert", num_units=n_clusters, feature_dim=cfg.hidden_size,
                                    feature_layer=layer, hubert=hubert_arch(cfg)), hubert=copy.deepcopy(model))
+    tok.config.info = fit_codebook(tok, codebook_features(tok, wavs), seed, max_frames, n_init=1)
+    return tok
+
+
+def fit_conformer_units(model: Wav2Vec2BertModel, wavs: Iterable[np.ndarray | torch.Tensor], n_clusters: int = 100,
+                        feature_layer: int | None = None, seed: int = 0, max_frames: int = 500_000) -> UnitTokenizer:
+    """Supervised units: k-means over a layer of a phone-CTC-trained Conformer (the model is copied, not changed).
+
+    Args:
+        model: the trained Conformer (``training/finetune_units.py --arch conformer``).
+        wavs: ``[T]`` waveforms at 16 kHz (int16 or float).
+        n_clusters: number of units ``K``.
+        feature_layer: 1-based layer whose output is clustered; ``None``: ``num_layers // 2 + 1``.
+        seed: k-means seed.
+        max_frames: frames clustered at most.
+    """
+    cfg = model.config
+    layer = feature_layer if feature_layer is not None else cfg.num_hidden_layers // 2 + 1
+    tok = UnitTokenizer(UnitConfig(kind="conformer", num_units=n_clusters, feature_dim=cfg.hidden_size,
+                                   feature_layer=layer, conformer=conformer_arch(cfg)), conformer=copy.deepcopy(model))
     tok.config.info = fit_codebook(tok, codebook_features(tok, wavs), seed, max_frames, n_init=1)
     return tok
 
