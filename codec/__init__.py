@@ -34,11 +34,12 @@ def load_units(path: str | os.PathLike | None = None, kind: str = "mfcc") -> Uni
     """A shipped unit tokenizer, or the one saved at ``path``.
 
     ``kind`` picks the shipped one: ``"mfcc"`` (iteration 1, k-means over MFCCs; the default because it
-    measured best against phone labels so far, see ``codec/pretrained/units/QUALITY.md``) or ``"hubert"``
-    (iteration 2, k-means over a small HuBERT's features).
+    measured best against phone labels so far, see ``codec/pretrained/units/QUALITY.md``), ``"hubert"``
+    (iteration 2, k-means over a small HuBERT's features) or ``"conformer"`` (supervised: k-means over a
+    phone-CTC-trained Conformer's layer 4).
     """
-    if path is None and kind not in ("mfcc", "hubert"):
-        raise ValueError(f"kind must be 'mfcc' or 'hubert', got {kind!r}")
+    if path is None and kind not in ("mfcc", "hubert", "conformer"):
+        raise ValueError(f"kind must be 'mfcc', 'hubert' or 'conformer', got {kind!r}")
     return UnitTokenizer.from_pretrained(path or PRETRAINED_DIR / "units" / kind)
 
 

@@ -256,13 +256,13 @@ def test_cli_smoke(wavs, tmp_path, capsys):
 
 
 def test_shipped_units_load_in_one_line_and_track_phones() -> None:
-    """Both shipped unit tokenizers load with one call; their units carry phone information (PNMI well above
+    """Every shipped unit tokenizer loads with one call; their units carry phone information (PNMI well above
     that of the same units shuffled across frames)."""
     import codec
     from training.unit_quality import phone_labelled_set, unit_quality
 
     labelled = phone_labelled_set(12, seed=7)
-    for kind in ("mfcc", "hubert"):
+    for kind in ("mfcc", "hubert", "conformer"):
         tok = codec.load_units(kind=kind)
         assert tok.kind == kind and tok.frame_rate == 50
         q = unit_quality(tok, labelled)
