@@ -36,7 +36,7 @@ def load_units(path: str | os.PathLike | None = None, kind: str = "mfcc") -> Uni
     ``kind`` picks the shipped one: ``"mfcc"`` (iteration 1, k-means over MFCCs; the default because it
     measured best against phone labels so far, see ``codec/pretrained/units/QUALITY.md``), ``"hubert"``
     (iteration 2, k-means over a small HuBERT's features) or ``"conformer"`` (supervised: k-means over a
-    phone-CTC-trained Conformer's layer 4).
+    phone-CTC-trained Conformer's layer 2).
     """
     if path is None and kind not in ("mfcc", "hubert", "conformer"):
         raise ValueError(f"kind must be 'mfcc', 'hubert' or 'conformer', got {kind!r}")
