@@ -5,7 +5,7 @@ A :class:`UnitTokenizer` turns a 16 kHz waveform into one unit per 20 ms (``HOP_
     F = ceil(T / 320)          # unit f describes samples [320 f, 320 f + 320), centred on 320 f + 160
 
 Short input is zero-padded up to ``320 F`` samples, so even one sample gives one unit. Three kinds of features
-feed the k-means codebook (``config.kind``):
+feed a k-means codebook and a fourth reads a trained phone classifier (``config.kind``):
 
 - ``"mfcc"`` (HuBERT iteration 1): 13 MFCCs with deltas and delta-deltas (39 dims) from
   :func:`codec.features.mfcc` at 100 frames/s. MFCC frame ``j`` is centred on sample ``160 j``, so unit ``f``'s
@@ -21,8 +21,12 @@ feed the k-means codebook (``config.kind``):
   depthwise-conv module) trained with a phone CTC head (``training/finetune_units.py --arch conformer``). Its
   input is 80-band log-mels at 100 frames/s (:func:`codec.features.log_mel`); unit ``f`` stacks the three mel
   frames ``2f, 2f + 1, 2f + 2`` around its centre (240 dims), so the Conformer runs at the unit rate.
+- ``"phone"`` (supervised phone units): the same Conformer with its phone-CTC head kept; unit ``f`` is the
+  head's most likely symbol at frame ``f`` (``0`` is the CTC blank, ``config.phones`` names the others). No
+  k-means: the units are the recognizer's frame-wise phone decisions, the way CosyVoice's supervised semantic
+  tokens come from an ASR encoder. ``head_weight [K, D]`` and ``head_bias [K]`` replace the centroids.
 
-Both kinds are mean/variance normalised with statistics of the training features, then assigned to the nearest
+The k-means kinds are mean/variance normalised with statistics of the training features, then assigned to the nearest
 k-means centroid (squared Euclidean distance). A tokenizer directory holds ``config.json`` (``"kind"``,
 sizes, the HuBERT architecture) and ``model.safetensors`` (``centroids [K, D]``, ``feat_mean [D]``,
 ``feat_std [D]`` and, for ``"hubert"``, the HuBERT weights); nothing is unpickled. HuBERT weights are stored as
@@ -52,7 +56,8 @@ SAMPLE_RATE = 16000  # Hz
 FRAME_RATE = 50  # units per second
 HOP_LENGTH = SAMPLE_RATE // FRAME_RATE  # 320 samples = 20 ms per unit
 MFCC_HOP = 160  # 10 ms: two MFCC frames per unit
-KINDS = ("mfcc", "hubert", "conformer")
+KINDS = ("mfcc", "hubert", "conformer", "phone")
+CONFORMER_KINDS = ("conformer", "phone")
 CONFORMER_MELS = 80  # log-mel bands under the Conformer; three frames are stacked per unit
 CONFORMER_INPUT_DIM = 3 * CONFORMER_MELS
 SCHEMA_VERSION = 1
@@ -80,15 +85,17 @@ class UnitConfig:
     """What a saved :class:`UnitTokenizer` is; ``config.json`` holds these fields (plus ``tokenizer_class``).
 
     Attributes:
-        kind: ``"mfcc"`` (iteration 1), ``"hubert"`` (iteration 2) or ``"conformer"`` (phone-CTC supervised).
-        num_units: k-means clusters ``K``; units are in ``[0, K)``.
+        kind: ``"mfcc"`` (iteration 1), ``"hubert"`` (iteration 2), ``"conformer"`` (k-means over a phone-CTC
+            Conformer layer) or ``"phone"`` (that Conformer's phone-CTC decisions).
+        num_units: k-means clusters ``K`` (``"phone"``: phone symbols plus the blank); units are in ``[0, K)``.
         feature_dim: ``D`` of the clustered features (39 for MFCC, the HuBERT hidden size otherwise).
         n_mfcc: cepstral coefficients before deltas (``"mfcc"`` only).
         n_mels: mel bands under the cepstrum (``"mfcc"`` only).
         feature_layer: layer whose output is clustered, 1-based (``"hubert"`` and ``"conformer"``).
         hubert: the HuBERT architecture, :data:`HUBERT_ARCH_KEYS` of a ``HubertConfig`` (``"hubert"`` only).
         conformer: the Conformer architecture, :data:`CONFORMER_ARCH_KEYS` of a ``Wav2Vec2BertConfig``
-            (``"conformer"`` only).
+            (``"conformer"`` and ``"phone"``).
+        phones: the ``"phone"`` units' symbols, ``phones[u]`` for unit ``u`` (``phones[0]`` is the CTC blank).
         weights_dtype: storage dtype of the network weights, ``"float16"`` or ``"float32"``.
         info: provenance (training data, steps, losses); never used to rebuild the model.
     """
@@ -101,6 +108,7 @@ class UnitConfig:
     feature_layer: int | None = None
     hubert: dict[str, Any] | None = None
     conformer: dict[str, Any] | None = None
+    phones: list[str] | None = None
     weights_dtype: str = "float16"
     sample_rate: int = SAMPLE_RATE
     frame_rate: int = FRAME_RATE
@@ -130,7 +138,7 @@ class UnitConfig:
                 raise ValueError(f"feature_layer must be in 1..{layers}, got {self.feature_layer}")
             if self.feature_dim != hidden:
                 raise ValueError(f"feature_dim {self.feature_dim} must equal the hidden size {hidden}")
-        if self.kind == "conformer":
+        if self.kind in CONFORMER_KINDS:
             if self.conformer is None:
                 raise ValueError("conformer units need the Conformer architecture in config.conformer")
             layers, hidden = self.conformer["num_hidden_layers"], self.conformer["hidden_size"]
@@ -141,6 +149,15 @@ class UnitConfig:
             if self.conformer["feature_projection_input_dim"] != CONFORMER_INPUT_DIM:
                 raise ValueError(f"the Conformer reads {CONFORMER_INPUT_DIM}-dim stacked log-mels, got "
                                  f"feature_projection_input_dim {self.conformer['feature_projection_input_dim']}")
+        if self.kind == "phone":
+            if self.feature_layer != self.conformer["num_hidden_layers"]:
+                raise ValueError(f"phone units read the last layer ({self.conformer['num_hidden_layers']}), "
+                                 f"got feature_layer {self.feature_layer}")
+            if self.phones is None or len(self.phones) != self.num_units:
+                raise ValueError(f"phone units need config.phones with num_units = {self.num_units} symbols, got "
+                                 f"{None if self.phones is None else len(self.phones)}")
+        elif self.phones is not None:
+            raise ValueError(f"config.phones is for 'phone' units, not {self.kind!r}")
 
 
 def small_hubert_config(
@@ -260,17 +277,18 @@ def collapse_repeats(units: torch.Tensor | np.ndarray | list[int]) -> tuple[torc
 
 
 class UnitTokenizer(torch.nn.Module):
-    """Waveform -> discrete units at 50 Hz (k-means over MFCC or HuBERT features).
+    """Waveform -> discrete units at 50 Hz (k-means over MFCC, HuBERT or Conformer features, or phone decisions).
 
-    Build one with :func:`training.train_units.fit_mfcc_units` / ``fit_hubert_units``, or load a saved one with
-    :meth:`from_pretrained`.
+    Build one with :func:`training.train_units.fit_mfcc_units` / ``fit_hubert_units`` / ``fit_conformer_units``
+    or ``training.finetune_units --phone-units``, or load a saved one with :meth:`from_pretrained`.
 
     Args:
         config: what the tokenizer is (kind, number of units, feature sizes).
         hubert: the trained network for ``"hubert"`` units (``None``: a randomly initialised one of
             ``config.hubert``'s architecture, to be overwritten by loaded weights). Its weights are rounded to
             ``config.weights_dtype`` in place.
-        conformer: likewise the trained network for ``"conformer"`` units (``config.conformer``'s architecture).
+        conformer: likewise the trained network for ``"conformer"`` and ``"phone"`` units (``config.conformer``'s
+            architecture).
     """
 
     sample_rate: ClassVar[int] = SAMPLE_RATE
@@ -298,8 +316,11 @@ class UnitTokenizer(torch.nn.Module):
                         p.copy_(p.half().float())
             self.hubert = hubert.float().eval()
             self._pad = hubert_padding(hcfg)
+        if config.kind == "phone":  # the phone-CTC head: logits [F, K] = features [F, D] @ head_weight.T + head_bias
+            self.register_buffer("head_weight", torch.zeros(config.num_units, config.feature_dim))  # [K, D]
+            self.register_buffer("head_bias", torch.zeros(config.num_units))  # [K]
         self.conformer: Wav2Vec2BertModel | None = None
-        if config.kind == "conformer":
+        if config.kind in CONFORMER_KINDS:
             assert config.conformer is not None
             ccfg = Wav2Vec2BertConfig(**config.conformer, add_adapter=False, layerdrop=0.0)
             if conformer is None:
@@ -315,7 +336,7 @@ class UnitTokenizer(torch.nn.Module):
     # --- properties ----------------------------------------------------------------------------------------
     @property
     def kind(self) -> str:
-        """``"mfcc"``, ``"hubert"`` or ``"conformer"``."""
+        """``"mfcc"``, ``"hubert"``, ``"conformer"`` or ``"phone"``."""
         return self.config.kind
 
     @property
@@ -366,16 +387,31 @@ class UnitTokenizer(torch.nn.Module):
         x = self.prepare(wav, sample_rate)  # [B, T]
         if self.kind == "mfcc":
             return [self._mfcc_features(row) for row in x]
-        if self.kind == "conformer":
+        if self.kind in CONFORMER_KINDS:
             return list(self._conformer_features(x).unbind(0))
         return list(self._hubert_features(x).unbind(0))
 
     def assign(self, feats: torch.Tensor) -> torch.Tensor:
-        """Nearest centroid of normalised ``[F, D]`` features -> ``[F]`` int64 units."""
+        """Nearest centroid of normalised ``[F, D]`` features (``"phone"``: most likely phone) -> ``[F]`` int64."""
+        if self.kind == "phone":
+            return (feats.to(self.device) @ self.head_weight.T + self.head_bias).argmax(dim=1)
         z = (feats.to(self.device) - self.feat_mean) / self.feat_std  # [F, D]
         c = self.centroids  # [K, D]
         dist = c.pow(2).sum(1)[None, :] - 2.0 * (z @ c.T)  # [F, K]; + |z|^2 is the same for every centroid
         return dist.argmin(dim=1)
+
+    def set_phone_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Install the phone-CTC head of ``"phone"`` units: ``weight [K, D]``, ``bias [K]`` (blank first)."""
+        if self.kind != "phone":
+            raise ValueError(f"a phone head is for 'phone' units, not {self.kind!r}")
+        w, b = torch.as_tensor(weight, dtype=torch.float32), torch.as_tensor(bias, dtype=torch.float32)
+        if w.shape != self.head_weight.shape or b.shape != self.head_bias.shape:
+            raise ValueError(f"phone head shapes {tuple(w.shape)}, {tuple(b.shape)} do not match "
+                             f"[K={self.num_units}, D={self.config.feature_dim}]")
+        if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+            raise ValueError("the phone head must be finite")
+        self.head_weight.copy_(w.detach())
+        self.head_bias.copy_(b.detach())
 
     def set_codebook(self, centroids: torch.Tensor | np.ndarray, mean: torch.Tensor | np.ndarray,
                      std: torch.Tensor | np.ndarray) -> None:

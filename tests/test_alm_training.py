@@ -474,3 +474,52 @@ def test_fine_tune_starts_from_a_released_checkpoint(tiny_corpus: Path, tokenize
     first_base = next(h["loss"] for h in base.history if "loss" in h)
     first_tuned = next(h["loss"] for h in tuned.history if "loss" in h)
     assert first_tuned < first_base - 0.5 and not _same_weights(tuned.model, base.model)
+
+
+def test_replacing_the_units_keeps_every_other_embedding_row(vocab: Vocabulary) -> None:
+    from alm.config import alm_debug
+    from training.train_alm import replace_units
+
+    torch.manual_seed(0)
+    model = AlmForCausalLM(alm_debug(vocab)).eval()
+    old = model.get_input_embeddings().weight.detach().clone()
+    new = replace_units(model, vocab, vocab.num_units + 7, seed=1)
+    emb = model.get_input_embeddings().weight.detach().clone()
+    assert new.num_units == vocab.num_units + 7 and emb.shape[0] == new.size == model.config.vocab_size
+    assert Vocabulary.from_dict(model.config.vocab_layout).to_dict() == new.to_dict()
+    for name in ("special", "text", *(f"codec_{k}" for k in range(K))):
+        a, b = vocab.ranges[name], new.ranges[name]
+        assert torch.equal(emb[b.start: b.end], old[a.start: a.end]), name  # moved, not changed
+    assert new.codebook(0).start == vocab.codebook(0).start + 7
+    assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    ids = torch.tensor([[vocab.bos_id, *new.units_to_ids([0, new.num_units - 1]), new.codebook(K - 1).end - 1]])
+    logits = model(input_ids=ids).logits
+    assert logits.shape == (1, 4, new.size) and torch.isfinite(logits).all()
+    # same count, new meaning: the unit rows are drawn afresh, the rest stays
+    again = replace_units(model, new, new.num_units, seed=2)
+    emb2 = model.get_input_embeddings().weight.detach()
+    assert not torch.equal(emb2[again.units.start: again.units.end], emb[new.units.start: new.units.end])
+    assert torch.equal(emb2[again.text.start: again.text.end], emb[new.text.start: new.text.end])
+
+
+def test_fine_tune_onto_units_of_another_count(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path],
+                                               cache: TokenCache, cache_root: Path, tmp_path: Path) -> None:
+    from training.train_units import fit_mfcc_units
+
+    base = train(tiny_corpus, tmp_path / "base", TrainAlmConfig(steps=3, **_common(tokenizer_dirs, cache_root)),
+                 progress=False)
+    wavs = [load_audio(r["path"]) for r in read_manifest(tiny_corpus)[:6]]
+    fit_mfcc_units(wavs, n_clusters=N_UNITS - 5, seed=3).save_pretrained(tmp_path / "units11")
+    common = _common(tokenizer_dirs, cache_root, warmup_steps=1)
+    common["units"] = str(tmp_path / "units11")
+    tuned = train(tiny_corpus, tmp_path / "ft", TrainAlmConfig(steps=2, init_from=str(base.checkpoint), **common),
+                  progress=False)
+    v_base, v_tuned = Vocabulary.load(base.checkpoint), Vocabulary.load(tuned.checkpoint)
+    assert v_tuned.num_units == N_UNITS - 5 and v_tuned.size == tuned.model.config.vocab_size
+    assert load_units(tuned.checkpoint / "units").num_units == N_UNITS - 5
+    assert v_tuned.text == v_base.text and v_tuned.codec.start == v_base.codec.start - 5
+    import alm
+
+    m = alm.load(tuned.checkpoint, watermark=False)
+    r = m.transcribe(wavs[0].numpy(), language="en", max_new_tokens=4)
+    assert isinstance(r.text, str)

@@ -365,3 +365,62 @@ def test_conformer_phone_ctc_from_scratch_learns_and_saves_units(wavs, tmp_path)
     assert tok.kind == "conformer" and tok.num_units == K and tok.config.info["init"] == "scratch"
     units = tok.encode(torch.from_numpy(wavs[1].astype(np.float32) / 32768.0))
     assert units.shape == (math.ceil(len(wavs[1]) / 320),) and int(units.max()) < K
+
+
+def test_phone_units_are_the_ctc_heads_decisions_and_survive_save_load(wavs, tmp_path):
+    from training.finetune_units import PhoneCTC, phone_tokenizer
+
+    torch.manual_seed(0)
+    model = PhoneCTC(Wav2Vec2BertModel(tiny_conformer_config()), num_symbols=6).eval()
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([0.0, 0.3, -0.2, 0.1, 0.0, -0.1]))
+    symbols = ["<blank>", "a", "b", "|", "k", "s"]
+    tok = phone_tokenizer(model, symbols)
+    assert tok.kind == "phone" and tok.num_units == 6 and tok.config.phones == symbols
+    tok.save_pretrained(tmp_path / "phone")
+    again = UnitTokenizer.from_pretrained(tmp_path / "phone")
+    for w in wavs:
+        x = torch.from_numpy(w.astype(np.float32) / 32768.0)
+        feats = conformer_inputs(x)[None]  # [1, F, 240]
+        with torch.no_grad():  # the fp16-rounded copy the tokenizer holds, run as the CTC model runs it
+            ref = tok.conformer(input_features=feats).last_hidden_state[0] @ model.head.weight.T + model.head.bias
+        units = tok.encode(x)
+        assert units.shape == (math.ceil(len(x) / 320),)
+        assert torch.equal(units, ref.argmax(-1))
+        assert torch.equal(again.encode(x), units)
+    with pytest.raises(ValueError, match="phones"):
+        UnitConfig(kind="phone", num_units=4, feature_dim=32, feature_layer=2,
+                   conformer=conformer_arch(tiny_conformer_config()), phones=["<blank>", "a"])
+    with pytest.raises(ValueError, match="last layer"):
+        UnitConfig(kind="phone", num_units=2, feature_dim=32, feature_layer=1,
+                   conformer=conformer_arch(tiny_conformer_config()), phones=["<blank>", "a"])
+    with pytest.raises(ValueError, match="phone"):
+        fit = fit_conformer_units(Wav2Vec2BertModel(tiny_conformer_config()), wavs[:1], n_clusters=K,
+                                  feature_layer=1)
+        fit.set_phone_head(torch.zeros(K, 32), torch.zeros(K))
+
+
+def test_phone_units_from_a_saved_conformer(wavs, tmp_path):
+    from training import finetune_units
+
+    corpus = _corpus(tmp_path, wavs)
+    base = fit_conformer_units(Wav2Vec2BertModel(tiny_conformer_config()), wavs, n_clusters=K, feature_layer=1)
+    base.save_pretrained(tmp_path / "base")
+    out = tmp_path / "phone-ctc"
+    args = ["--arch", "conformer", "--init", str(tmp_path / "base"), "--phone-units", "--corpus", str(corpus),
+            "--out", str(out), "--lr", "3e-3", "--warmup", "5", "--batch-seconds", "6", "--eval-every", "20",
+            "--mask-prob", "0", "--threads", "1", "--steps", "40"]
+    finetune_units.main(args)
+    report = json.loads((out / "training.json").read_text())
+    losses = [h["loss"] for h in report["history"][:2]]
+    assert losses[1] < 0.8 * losses[0], losses
+    tok = UnitTokenizer.from_pretrained(out / "units")
+    assert tok.kind == "phone" and tok.config.phones == report["symbols"]
+    assert tok.config.info["init"] == str(tmp_path / "base")
+    units = tok.encode(torch.from_numpy(wavs[1].astype(np.float32) / 32768.0))
+    assert units.shape == (math.ceil(len(wavs[1]) / 320),) and int(units.max()) < tok.num_units
+    again = ["--arch", "conformer", "--init", str(out / "units"), "--phone-units", "--corpus", str(corpus),
+             "--out", str(tmp_path / "again"), "--lr", "1e-4", "--warmup", "1", "--batch-seconds", "6",
+             "--eval-every", "5", "--mask-prob", "0", "--threads", "1", "--steps", "1"]
+    second = finetune_units.finetune(finetune_units.main_parser().parse_args(again))
+    assert second["history"][0]["valid_per"] <= report["history"][-1]["valid_per"] + 0.05  # the head came along

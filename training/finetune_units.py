@@ -2,6 +2,8 @@
 
     python -m training.finetune_units --corpus corpus --out runs/units-ctc --max-minutes 25
     python -m training.finetune_units --arch conformer --corpus corpus --out runs/units-conformer --max-minutes 35
+    python -m training.finetune_units --arch conformer --init codec/pretrained/units/conformer --phone-units \
+        --corpus corpus --out runs/units-phone --max-minutes 15
     python -m training.unit_quality --units runs/units-ctc/units codec/pretrained/units/mfcc
 
 HuBERT's own recipe refines units by clustering a trained model's features (iteration 2, ``train_units``); on
@@ -14,7 +16,10 @@ tokens* (the CosyVoice S3 tokenizer's idea: quantize an ASR encoder). The result
 ``--arch conformer`` trains a small Conformer (:func:`codec.units.small_conformer_config`, a transformers
 ``Wav2Vec2BertModel``) from scratch on stacked log-mels instead: on this CPU a log-mel Conformer learns phones
 far faster per second than the raw-waveform HuBERT (the legacy CTC baseline's lesson), and the result is a
-``"conformer"`` tokenizer.
+``"conformer"`` tokenizer. ``--init DIR`` starts it from a saved ``"conformer"`` or ``"phone"`` tokenizer's
+Conformer instead of from scratch (and from a ``"phone"`` tokenizer's head when the phone inventory matches).
+``--phone-units`` keeps the phone head and writes a ``"phone"`` tokenizer (units = the frame-wise best phone
+symbol, blank included) in place of step 3's k-means.
 
 1. Phones: ``espeak-ng -q --ipa -v LANG TEXT`` for each training sentence (cached in ``OUT/phones.json``); the
    targets are its IPA characters with stress marks dropped and ``|`` between words: one inventory for English
@@ -30,6 +35,7 @@ far faster per second than the raw-waveform HuBERT (the legacy CTC baseline's le
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -49,7 +55,9 @@ from codec.base import atomic_write, atomic_write_text
 from codec.units import (
     HOP_LENGTH,
     SAMPLE_RATE,
+    UnitConfig,
     UnitTokenizer,
+    conformer_arch,
     conformer_inputs,
     hubert_padding,
     num_frames,
@@ -61,6 +69,8 @@ from training.seed import seed_everything
 from training.train_units import _hours, _take_hours, fit_conformer_units, fit_hubert_units, span_mask
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HUBERT = Path(__file__).resolve().parents[1] / "codec/pretrained/units/hubert"
 
 BLANK, WORD = "<blank>", "|"
 STRESS = set("ˈˌ")
@@ -177,6 +187,20 @@ def greedy(log_probs: torch.Tensor, frames: list[int]) -> list[list[int]]:
     return out
 
 
+def phone_tokenizer(model: PhoneCTC, symbols: list[str]) -> UnitTokenizer:
+    """A ``"phone"`` :class:`~codec.units.UnitTokenizer` from a trained Conformer :class:`PhoneCTC` (copied):
+    unit ``f`` = the head's best symbol at frame ``f`` of the last layer (``symbols[0]`` the blank)."""
+    enc = model.encoder
+    if not isinstance(enc, Wav2Vec2BertModel):
+        raise ValueError("phone units need a Conformer (Wav2Vec2BertModel) encoder")
+    cfg = enc.config
+    tok = UnitTokenizer(UnitConfig(kind="phone", num_units=len(symbols), feature_dim=cfg.hidden_size,
+                                   feature_layer=cfg.num_hidden_layers, conformer=conformer_arch(cfg),
+                                   phones=list(symbols)), conformer=copy.deepcopy(enc))
+    tok.set_phone_head(model.head.weight, model.head.bias)
+    return tok
+
+
 # --- the recipe --------------------------------------------------------------------------------------------------
 
 def finetune(args: argparse.Namespace) -> dict[str, Any]:
@@ -186,9 +210,14 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     conformer = args.arch == "conformer"
-    base = None if conformer else UnitTokenizer.from_pretrained(args.init)
-    if base is not None and base.hubert is None:
-        raise ValueError(f"{args.init} holds {base.kind!r} units; fine-tuning needs a HuBERT tokenizer")
+    if args.phone_units and not conformer:
+        raise ValueError("--phone-units needs --arch conformer")
+    init = args.init if args.init is not None or conformer else str(DEFAULT_HUBERT)
+    base = UnitTokenizer.from_pretrained(init) if init is not None else None
+    if base is not None and not conformer and base.hubert is None:
+        raise ValueError(f"{init} holds {base.kind!r} units; fine-tuning needs a HuBERT tokenizer")
+    if base is not None and conformer and base.conformer is None:
+        raise ValueError(f"{init} holds {base.kind!r} units; --arch conformer starts from a Conformer tokenizer")
     train_wavs, train_rows = read_split(corpus, "train", args.hours, args.max_seconds, args.seed)
     valid_wavs, valid_rows = read_split(corpus, "valid", 1.0, args.max_seconds, args.seed)
     valid_wavs, valid_rows = valid_wavs[: args.valid_utts], valid_rows[: args.valid_utts]
@@ -204,9 +233,14 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
              len(valid_wavs), len(symbols))
 
     if conformer:
-        encoder: torch.nn.Module = Wav2Vec2BertModel(small_conformer_config(
-            hidden_size=args.hidden, num_layers=args.layers, intermediate_size=4 * args.hidden,
-            mask_time_prob=args.mask_prob))
+        if base is not None:  # continue a trained Conformer (its architecture, not --hidden / --layers)
+            assert base.conformer is not None
+            encoder: torch.nn.Module = base.conformer
+            encoder.config.mask_time_prob = args.mask_prob
+        else:
+            encoder = Wav2Vec2BertModel(small_conformer_config(
+                hidden_size=args.hidden, num_layers=args.layers, intermediate_size=4 * args.hidden,
+                mask_time_prob=args.mask_prob))
         # log-mels once per utterance (cheap to keep: 240 floats per 20 ms)
         train_x = [conformer_inputs(torch.from_numpy(w.astype(np.float32) / 32768.0))
                    for w in tqdm(train_wavs, desc="log-mels", unit="utt")]
@@ -217,6 +251,13 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         encoder.config.mask_time_prob = args.mask_prob
         pad = hubert_padding(encoder.config)
     model = PhoneCTC(encoder, len(symbols))
+    if base is not None and base.kind == "phone":
+        if base.config.phones != symbols:
+            log.warning("%s has another phone inventory; its head is not reused", init)
+        else:
+            with torch.no_grad():
+                model.head.weight.copy_(base.head_weight)
+                model.head.bias.copy_(base.head_bias)
     model.encoder.train()
     log.info("%s encoder: %.2f M parameters", args.arch, sum(p.numel() for p in encoder.parameters()) / 1e6)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -318,16 +359,22 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     log.info("fine-tuned %d steps in %.0f s: valid phone error rate %.3f", step, time.time() - t0, final_per)
 
     model.eval()
+    if conformer and base is not None:  # the saved architecture keeps its mask embedding (a weight it holds)
+        assert base.config.conformer is not None
+        model.encoder.config.mask_time_prob = base.config.conformer["mask_time_prob"]
     t = time.time()
     kmeans_wavs = _take_hours(train_wavs, args.kmeans_hours)
-    if conformer:
+    if args.phone_units:
+        tok = phone_tokenizer(model, symbols)
+        kmeans_wavs = []
+    elif conformer:
         tok = fit_conformer_units(model.encoder, kmeans_wavs, args.clusters, args.feature_layer, args.seed)
     else:
         assert base is not None and base.config.hubert is not None
         tok = fit_hubert_units(model.encoder, kmeans_wavs, args.clusters, args.feature_layer, args.seed)
         assert tok.config.hubert is not None
         tok.config.hubert["mask_time_prob"] = base.config.hubert["mask_time_prob"]
-    tok.config.info.update(corpus=str(corpus), init="scratch" if conformer else str(args.init),
+    tok.config.info.update(corpus=str(corpus), init=str(init) if init is not None else "scratch",
                            finetuned="phone CTC (espeak-ng IPA)",
                            steps=step, train_hours=_hours(train_wavs), kmeans_hours=_hours(kmeans_wavs),
                            valid_phone_error_rate=round(final_per, 4), phone_symbols=len(symbols))
@@ -348,14 +395,17 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def main_parser() -> argparse.ArgumentParser:
+    """The command line's arguments (``finetune(main_parser().parse_args(argv))`` runs it without logging set-up)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", required=True, help="manifest corpus (train split trains, valid split scores)")
     p.add_argument("--out", required=True, help="writes OUT/units, OUT/finetune.png, OUT/training.json, OUT/state")
-    p.add_argument("--init", default=str(Path(__file__).resolve().parents[1] / "codec/pretrained/units/hubert"),
-                   help="the HuBERT unit tokenizer to fine-tune")
+    p.add_argument("--init", default=None, help="the unit tokenizer to start from: a HuBERT one for --arch hubert "
+                   "(default: the shipped one), a Conformer or phone one for --arch conformer (default: scratch)")
     p.add_argument("--arch", choices=("hubert", "conformer"), default="hubert",
-                   help="hubert: fine-tune --init; conformer: train a log-mel Conformer from scratch")
+                   help="hubert: fine-tune --init; conformer: train a log-mel Conformer (from scratch or --init)")
+    p.add_argument("--phone-units", action="store_true",
+                   help="write 'phone' units (the CTC head's frame-wise decisions) instead of k-means ones")
     p.add_argument("--hidden", type=int, default=144, help="Conformer width (feed-forward 4x)")
     p.add_argument("--layers", type=int, default=6, help="Conformer layers")
     p.add_argument("--steps", type=int, default=3000)
@@ -375,7 +425,11 @@ def main(argv: list[str] | None = None) -> None:
                    "only refits the k-means: another layer or K)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = main_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     finetune(args)

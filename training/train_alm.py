@@ -344,6 +344,44 @@ def resume_state(ckpt: Path, cfg: TrainAlmConfig, device: torch.device) -> tuple
     return state, trainer
 
 
+def _same_units(a: UnitTokenizer, b: UnitTokenizer) -> bool:
+    """Whether two unit tokenizers give the same units (same config, provenance aside, and the same tensors)."""
+    ca, cb = asdict(a.config), asdict(b.config)
+    ca.pop("info"), cb.pop("info")
+    sa, sb = a.state_dict(), b.state_dict()
+    return ca == cb and sa.keys() == sb.keys() and all(torch.equal(v, sb[k]) for k, v in sa.items())
+
+
+def replace_units(model: AlmForCausalLM, vocab: Vocabulary, num_units: int, seed: int = 0) -> Vocabulary:
+    """Give ``model`` a fresh unit range of ``num_units`` ids, in place; returns the new vocabulary.
+
+    Every other range (special, text, codec) keeps its learned embedding rows, moved to its new ids; the unit rows
+    are drawn afresh (normal, the std of the old unit rows), because new units mean something else even when the
+    count is the same. The output layer is tied to the embeddings (the presets' ``tie_word_embeddings``), so it
+    follows.
+    """
+    new = Vocabulary(vocab.tokenizer, num_units=num_units, num_codebooks=vocab.num_codebooks,
+                     cardinality=vocab.cardinality, text_vocab_size=len(vocab.text),
+                     pad_to_multiple_of=vocab.pad_to_multiple_of)
+    if not model.config.tie_word_embeddings:
+        raise ValueError("replacing the units needs tied input/output embeddings")
+    old_emb = model.get_input_embeddings().weight.detach().clone()  # [V_old, H]
+    gen = torch.Generator().manual_seed(seed)
+    std = float(old_emb[vocab.units.start: vocab.units.end].std())
+    emb = torch.randn(new.size, old_emb.shape[1], generator=gen) * std  # [V_new, H]; reserved rows stay random
+    for name, r in new.ranges.items():
+        if name not in ("units", "reserved"):
+            o = vocab.ranges[name]
+            emb[r.start: r.end] = old_emb[o.start: o.end]
+    model.resize_token_embeddings(new.size)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(emb.to(old_emb.dtype))
+    model.tie_weights()
+    model.config.vocab_layout = new.to_dict()
+    model.config.vocab_size = new.size
+    return new
+
+
 def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> TrainState:
     """A fresh :class:`TrainState` (new optimizer, step 0) around a released checkpoint's model, vocabulary, codec
     and units (``"default"``: the shipped model), for fine-tuning on another corpus; ``cfg.units``, when set,
@@ -352,12 +390,13 @@ def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> T
 
     d = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
     model, vocab, codec, units = load_checkpoint(d, device)
-    if cfg.units is not None:  # new units of the same count replace the checkpoint's (their embeddings relearn)
-        units = load_units(cfg.units)
-        if units.num_units != vocab.num_units:
-            raise ValueError(f"--units {cfg.units} has {units.num_units} units but {d}'s vocabulary holds "
-                             f"{vocab.num_units}; fine-tuning keeps the vocabulary, so the counts must match")
-        log.info("fine-tuning with the units of %s instead of the checkpoint's", cfg.units)
+    if cfg.units is not None:  # other units replace the checkpoint's: their embeddings start afresh
+        other = load_units(cfg.units)
+        if not _same_units(other, units):
+            units = other
+            vocab = replace_units(model, vocab, units.num_units, seed=cfg.seed)
+            log.info("fine-tuning with the %d %r units of %s instead of the checkpoint's (new unit embeddings)",
+                     units.num_units, units.kind, cfg.units)
     model = model.float().train()
     codec.set_num_codebooks(codec.max_codebooks)  # the token cache stores every codebook; the vocab picks K
     return TrainState(model, build_optimizer(model, cfg), vocab, codec, units)
