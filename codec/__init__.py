@@ -35,11 +35,12 @@ def load_units(path: str | os.PathLike | None = None, kind: str = "mfcc") -> Uni
 
     ``kind`` picks the shipped one: ``"mfcc"`` (iteration 1, k-means over MFCCs; the default because it
     measured best against phone labels so far, see ``codec/pretrained/units/QUALITY.md``), ``"hubert"``
-    (iteration 2, k-means over a small HuBERT's features) or ``"conformer"`` (supervised: k-means over a
-    phone-CTC-trained Conformer's layer 2).
+    (iteration 2, k-means over a small HuBERT's features), ``"conformer"`` (supervised: k-means over a
+    phone-CTC-trained Conformer's layer 2) or ``"phone"`` (that Conformer's frame-wise phone decisions, what
+    the shipped ALM reads).
     """
-    if path is None and kind not in ("mfcc", "hubert", "conformer"):
-        raise ValueError(f"kind must be 'mfcc', 'hubert' or 'conformer', got {kind!r}")
+    if path is None and kind not in ("mfcc", "hubert", "conformer", "phone"):
+        raise ValueError(f"kind must be 'mfcc', 'hubert', 'conformer' or 'phone', got {kind!r}")
     return UnitTokenizer.from_pretrained(path or PRETRAINED_DIR / "units" / kind)
 
 
