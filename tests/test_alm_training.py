@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -523,3 +524,50 @@ def test_fine_tune_onto_units_of_another_count(tiny_corpus: Path, tokenizer_dirs
     m = alm.load(tuned.checkpoint, watermark=False)
     r = m.transcribe(wavs[0].numpy(), language="en", max_new_tokens=4)
     assert isinstance(r.text, str)
+
+
+def test_text_only_asr_items_join_the_asr_groups(tiny_corpus: Path, tokenizer_dirs: tuple[Path, Path],
+                                                 cache_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``asr_sim_sentences``: held-out sentences never become training items; the ASR groups grow by them."""
+    from transformers import Wav2Vec2BertModel
+
+    from codec.units import UnitConfig, UnitTokenizer, conformer_arch, small_conformer_config
+    from training.alm_data import SIM_PREFIX
+    from training.train_alm import simulated_asr_items
+
+    ccfg = small_conformer_config(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, conv_kernel=3)
+    phones = ["<blank>", "a", "e", "i", "o", "u", "|", "s", "t", "n", "l", "ð", "ə", "ɪ", "k", "m", "d", "ɹ"]
+    UnitTokenizer(UnitConfig(kind="phone", num_units=len(phones), feature_dim=16, feature_layer=1,
+                             conformer=conformer_arch(ccfg), phones=phones),
+                  conformer=Wav2Vec2BertModel(ccfg)).save_pretrained(tmp_path / "phone")
+    common = _common(tokenizer_dirs, cache_root, tasks="asr")
+    common["units"] = str(tmp_path / "phone")
+    cfg = TrainAlmConfig(steps=2, asr_sim_sentences=6, **common)
+    result = train(tiny_corpus, tmp_path / "run", cfg, progress=False)
+    state = json.loads((result.checkpoint / "training_state.json").read_text())
+    records = read_manifest(tiny_corpus)
+    real = Counter(r["lang"] for r in records if r["split"] == "train" and "asr" in r.get("tasks", ()))
+    assert {k: v for k, v in state["data"]["examples"].items()} == {f"asr/{lang}": n + 6 for lang, n in real.items()}
+
+    records_by_split = {r["split"]: r for r in records}
+    natural = {"en": ("A natural sentence about the sea.", records_by_split["test"]["text"]),
+               "es": ("Una frase natural sobre el mar.",)}
+    monkeypatch.setattr("training.data.broad_text.natural_sentences", lambda lang: natural.get(lang, ()))
+    units = load_units(tmp_path / "phone")
+    cache = build_token_cache(tiny_corpus, load_codec(tokenizer_dirs[0]), units, cache_root, progress=False)
+    texts = [r["text"] for r in cache.records.values()]
+    vocab = Vocabulary(train_text_tokenizer(texts, vocab_size=400), num_units=len(phones), num_codebooks=K,
+                       cardinality=TINY_CODEC.cardinality)
+    builder = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K))
+    big = TrainAlmConfig(asr_sim_sentences=100_000, **common)  # every sentence of the pool
+    items = simulated_asr_items(builder, units, big, progress=False)
+    held_out = {r["text"] for r in records if r["split"] != "train"}
+    train_texts = {r["text"] for r in records if r["split"] == "train"}
+    chosen = [builder._simulated[i][1] for v in items.values() for i in v]
+    assert all(i.startswith(SIM_PREFIX) for v in items.values() for i in v)
+    assert not held_out & set(chosen)  # held-out text never
+    assert set(chosen) == (train_texts | {"A natural sentence about the sea.", "Una frase natural sobre el mar."}) \
+        - held_out
+    ex = builder.build("asr", items["en"][0], np.random.default_rng(0))
+    assert all(t in vocab.units for t in ex.input_ids[: ex.prompt_len] if t not in vocab.special)

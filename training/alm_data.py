@@ -355,6 +355,9 @@ class ExampleOptions:
             raise ValueError(f"prompt_weight must be >= 0, got {self.prompt_weight}")
 
 
+SIM_PREFIX = "sim:"  # item ids of text-only ASR examples (ExampleBuilder.add_simulated_asr)
+
+
 def collapse(units: np.ndarray) -> np.ndarray:
     """Merge runs of equal units: ``[5, 5, 7, 5] -> [5, 7, 5]`` (numpy twin of :func:`codec.units.collapse_repeats`)."""
     if units.size == 0:
@@ -380,6 +383,8 @@ class ExampleBuilder:
                              f"cache (cardinality {cache.cardinality}, {cache.num_units} units)")
         self.vocab, self.cache, self.options = vocab, cache, options
         self.voice_frames = max(1, round(options.voice_seconds * cache.frame_rate))
+        self._simulated: dict[str, tuple[str, str, list[int]]] = {}  # sim id -> (lang, text, phone ids)
+        self._simulator: Any = None
         self._by_speaker: dict[tuple[str, str], list[str]] = {}
         self._by_language: dict[tuple[str, str], list[str]] = {}
         for r in cache.records.values():
@@ -409,9 +414,33 @@ class ExampleBuilder:
                     out.setdefault((task, r["lang"]), []).append(r["id"])
         return out
 
+    def add_simulated_asr(self, simulator: Any, pairs: dict[tuple[str, str], list[int]]) -> dict[str, list[str]]:
+        """Register text-only ASR items (:mod:`training.phone_sim`): ``pairs`` maps ``(lang, text)`` to phone ids;
+        each becomes an item ``"sim:<n>"`` whose example reads freshly simulated units every time it is built.
+        Returns ``{lang: [item ids]}`` to add to the ``("asr", lang)`` sampler groups."""
+        if self.options.input_speech != "units" or not self.options.collapse_units:
+            raise ValueError("simulated ASR input is collapsed units: needs input_speech='units', collapse_units")
+        if simulator.phones is None or len(simulator.phones) > self.vocab.num_units:
+            raise ValueError("the simulator's phone inventory does not fit the vocabulary's unit range")
+        self._simulator = simulator
+        out: dict[str, list[str]] = {}
+        for (lang, text), ids in pairs.items():
+            item = f"{SIM_PREFIX}{len(self._simulated)}"
+            self._simulated[item] = (lang, text, list(ids))
+            out.setdefault(lang, []).append(item)
+        return out
+
     # --- building ------------------------------------------------------------------------------------------------
     def build(self, task: str, utt_id: str, rng: np.random.Generator) -> Example:
         """One example of ``task`` from utterance ``utt_id``; ``rng`` picks voice prompts and S2ST text."""
+        if utt_id.startswith(SIM_PREFIX):
+            if task != "asr":
+                raise ValueError(f"simulated item {utt_id} serves ASR only, not {task!r}")
+            lang, text, ids = self._simulated[utt_id]
+            ex = asr_example(self.vocab, lang, self._simulator.simulate(ids, rng), text, self.options.prompt_weight)
+            if self.options.ctc_targets:
+                ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
+            return ex
         r, o, v = self.cache.records[utt_id], self.options, self.vocab
         if task == "asr":
             context = self.context(r["split"], r["lang"], utt_id, rng) if o.asr_context_prob > 0 else None

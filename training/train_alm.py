@@ -107,6 +107,7 @@ class TrainAlmConfig(TrainConfig):
     voice_seconds: float = 3.0
     prompt_weight: float = 0.0
     ctc_weight: float = 0.0  # weight of the auxiliary CTC loss on the speech positions (training.speech_ctc; 0: off)
+    asr_sim_sentences: int = 0  # per language: text-only ASR items with simulated phone units (training.phone_sim)
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
@@ -127,6 +128,8 @@ class TrainAlmConfig(TrainConfig):
         self.task_weight_map()
         if not self.ctc_weight >= 0:
             raise ValueError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
+        if self.asr_sim_sentences < 0:
+            raise ValueError(f"asr_sim_sentences must be >= 0, got {self.asr_sim_sentences}")
         if self.bucket_pool < 0 or self.curriculum_steps < 0 or self.curriculum_start_len < 1:
             raise ValueError(f"bucket_pool={self.bucket_pool} and curriculum_steps={self.curriculum_steps} cannot be "
                              f"negative; curriculum_start_len={self.curriculum_start_len} must be positive")
@@ -342,6 +345,29 @@ def resume_state(ckpt: Path, cfg: TrainAlmConfig, device: torch.device) -> tuple
                        skipped_steps=int(trainer.get("skipped_steps", 0)),
                        history=json.loads(trainer["history"]))
     return state, trainer
+
+
+def simulated_asr_items(builder: ExampleBuilder, units: UnitTokenizer, cfg: TrainAlmConfig,
+                        progress: bool) -> dict[str, list[str]]:
+    """Text-only ASR items (:mod:`training.phone_sim`): up to ``cfg.asr_sim_sentences`` sentences per language
+    from the corpus' train text and the natural-text pool, never a sentence of the valid or test split."""
+    from training.data.broad_text import natural_sentences
+    from training.phone_sim import PhoneSimulator
+
+    records = builder.cache.records.values()
+    held_out = {r["text"] for r in records if r["split"] != "train"}
+    rng = np.random.default_rng(cfg.seed)
+    chosen: list[tuple[str, str]] = []
+    for lang in sorted({r["lang"] for r in records}):
+        texts = {r["text"] for r in records if r["split"] == "train" and r["lang"] == lang}
+        texts |= set(natural_sentences(lang))
+        pool = sorted(texts - held_out)
+        take = rng.permutation(len(pool))[: cfg.asr_sim_sentences]
+        chosen += [(lang, pool[i]) for i in sorted(take)]
+    sim = PhoneSimulator(units, cache=builder.cache.directory / "phones.json")
+    items = builder.add_simulated_asr(sim, sim.phonemize(chosen, progress=progress))
+    log.info("text-only ASR items with simulated phone units: %s", {k: len(v) for k, v in items.items()})
+    return items
 
 
 def _same_units(a: UnitTokenizer, b: UnitTokenizer) -> bool:
@@ -562,7 +588,11 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
     tasks = cfg.task_list()
     # the same seed in every process: one batch stream, of which each process takes every world_size-th batch
-    sampler = MultiTaskSampler(builder.groups("train", tasks), builder.build, temperature=cfg.temperature,
+    groups = builder.groups("train", tasks)
+    if cfg.asr_sim_sentences and "asr" in tasks:
+        for lang, items in simulated_asr_items(builder, state.units, cfg, progress and main).items():
+            groups.setdefault(("asr", lang), []).extend(items)
+    sampler = MultiTaskSampler(groups, builder.build, temperature=cfg.temperature,
                                max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,
                                pad_id=state.vocab.pad_id, seed=cfg.seed, task_weights=cfg.task_weight_map(),
                                bucket_pool=cfg.bucket_pool)
