@@ -410,8 +410,8 @@ def replace_units(model: AlmForCausalLM, vocab: Vocabulary, num_units: int, seed
 
 def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> TrainState:
     """A fresh :class:`TrainState` (new optimizer, step 0) around a released checkpoint's model, vocabulary, codec
-    and units (``"default"``: the shipped model), for fine-tuning on another corpus; ``cfg.units``, when set,
-    replaces the units (same count)."""
+    and units (``"default"``: the shipped model), for fine-tuning on another corpus; ``cfg.units``, when set and
+    different, replaces the units (any count; :func:`replace_units`)."""
     from alm.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     d = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
