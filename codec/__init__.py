@@ -18,7 +18,7 @@ from pathlib import Path
 from codec.audio import SAMPLE_RATE, AudioInfo, AudioInputError, audio_info, load_audio, save_audio
 from codec.base import AudioTokenizer
 from codec.features import FeatureConfig, log_mel, mfcc
-from codec.units import UnitTokenizer, collapse_repeats
+from codec.units import KINDS, UnitTokenizer, collapse_repeats
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -39,8 +39,8 @@ def load_units(path: str | os.PathLike | None = None, kind: str = "mfcc") -> Uni
     phone-CTC-trained Conformer's layer 2) or ``"phone"`` (that Conformer's frame-wise phone decisions, what
     the shipped ALM reads).
     """
-    if path is None and kind not in ("mfcc", "hubert", "conformer", "phone"):
-        raise ValueError(f"kind must be 'mfcc', 'hubert', 'conformer' or 'phone', got {kind!r}")
+    if path is None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return UnitTokenizer.from_pretrained(path or PRETRAINED_DIR / "units" / kind)
 
 

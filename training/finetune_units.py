@@ -96,13 +96,13 @@ def phonemize(text: str, lang: str) -> list[str]:
     return out
 
 
-def phone_table(records: list[dict[str, Any]], cache: Path) -> dict[str, list[str]]:
-    """``{text + lang: phones}`` for every record, read from / added to the JSON ``cache``."""
-    table: dict[str, list[str]] = json.loads(cache.read_text()) if cache.is_file() else {}
+def phone_table(records: list[dict[str, Any]], cache: Path | None, progress: bool = True) -> dict[str, list[str]]:
+    """``{lang + tab + text: phones}`` for every record, read from / added to the JSON ``cache`` (``None``: none)."""
+    table: dict[str, list[str]] = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     todo = [r for r in records if f"{r['lang']}\t{r['text']}" not in table]
-    for r in tqdm(todo, desc="espeak-ng phones", unit="sent", disable=not todo):
+    for r in tqdm(todo, desc="espeak-ng phones", unit="sent", disable=not (progress and todo)):
         table[f"{r['lang']}\t{r['text']}"] = phonemize(r["text"], r["lang"])
-    if todo:
+    if todo and cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache, json.dumps(table, ensure_ascii=False))
     return table
@@ -363,10 +363,9 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         assert base.config.conformer is not None
         model.encoder.config.mask_time_prob = base.config.conformer["mask_time_prob"]
     t = time.time()
-    kmeans_wavs = _take_hours(train_wavs, args.kmeans_hours)
+    kmeans_wavs = [] if args.phone_units else _take_hours(train_wavs, args.kmeans_hours)
     if args.phone_units:
         tok = phone_tokenizer(model, symbols)
-        kmeans_wavs = []
     elif conformer:
         tok = fit_conformer_units(model.encoder, kmeans_wavs, args.clusters, args.feature_layer, args.seed)
     else:

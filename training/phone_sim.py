@@ -10,22 +10,20 @@ of extra sentences it can only get right by reading the units teach it to read t
 augmentation of speech-LM work, possible here because the units are phones).
 
 Nothing here is written for a library's lack: the phonemes come from espeak-ng (through
-:func:`training.finetune_units.phonemize`, cached in a JSON file) and the corruption is a few lines of numpy.
+:func:`training.finetune_units.phone_table`, cached in a JSON file) and the corruption is a few lines of numpy.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from codec.base import atomic_write_text
 from codec.units import UnitTokenizer
+from training.alm_data import collapse
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +61,19 @@ class PhoneSimulator:
         self.index = {p: i for i, p in enumerate(self.phones) if i != BLANK}
         self.config = config or SimConfig()
         self.cache = None if cache is None else Path(cache)
-        self._table: dict[str, list[str]] = {}
-        if self.cache is not None and self.cache.is_file():
-            self._table = json.loads(self.cache.read_text())
 
     def phonemize(self, sentences: Iterable[tuple[str, str]], progress: bool = True
                   ) -> dict[tuple[str, str], list[int]]:
-        """``{(lang, text): phone ids}`` (the inventory's ids, unknown symbols dropped); espeak-ng runs once per
-        sentence not in the cache. Sentences with no known phone are left out."""
-        from training.finetune_units import phonemize
+        """``{(lang, text): phone ids}`` (the inventory's ids, unknown symbols dropped), through the phone table
+        of :func:`training.finetune_units.phone_table` (espeak-ng once per sentence not in the cache). Sentences
+        with no known phone are left out."""
+        from training.finetune_units import phone_table
 
         items = list(dict.fromkeys(sentences))
-        todo = [(lang, text) for lang, text in items if f"{lang}\t{text}" not in self._table]
-        for lang, text in tqdm(todo, desc="espeak-ng phones", unit="sent", disable=not (progress and todo)):
-            self._table[f"{lang}\t{text}"] = phonemize(text, lang)
-        if todo and self.cache is not None:
-            self.cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.cache, json.dumps(self._table, ensure_ascii=False))
+        table = phone_table([{"lang": lang, "text": text} for lang, text in items], self.cache, progress)
         out = {}
         for lang, text in items:
-            ids = [self.index[p] for p in self._table[f"{lang}\t{text}"] if p in self.index]
+            ids = [self.index[p] for p in table[f"{lang}\t{text}"] if p in self.index]
             if ids:
                 out[(lang, text)] = ids
         return out
@@ -102,9 +93,4 @@ class PhoneSimulator:
                 out.append(int(rng.integers(1, n)))
             if rng.random() < c.blank_prob:
                 out.append(BLANK)
-        if not out:
-            out = [BLANK]
-        u = np.asarray(out, dtype=np.int64)
-        keep = np.ones(len(u), dtype=bool)
-        keep[1:] = u[1:] != u[:-1]
-        return u[keep]
+        return collapse(np.asarray(out or [BLANK], dtype=np.int64))
