@@ -13,6 +13,18 @@ so every pyramid layer maps a length ``L`` to ``L // 2`` and the listener maps `
 ``T // 8`` (input needs at least 8 frames). Each BLSTM runs on packed sequences, so the listener's output on
 valid frames does not depend on the padding.
 
+Joint CTC-attention training (Kim, Hori & Watanabe 2017; ESPnet's ``mtlalpha``), on when ``ctc_weight > 0``: a
+linear CTC head on the listener output, over the same ids plus the blank (``BLANK_ID`` = 0 of
+:mod:`legacy_seq2seq.text`, which is also the LAS padding id), and the loss
+``ctc_weight * CTC + (1 - ctc_weight) * CE``. CTC makes the listener's frames monotonic and aligned with the
+characters, so the attention has something to lock on to. At 8x reduction a listener frame lasts 80 ms
+(12.5 frames/s), fewer than the 13-19 characters per second of corpus-3h's speech (10th-90th percentile), so
+CTC (which needs a frame per character, and one more between repeated characters) cannot align 93% of its
+utterances; the head therefore emits ``ctc_upsample`` CTC frames per listener frame (the upsampled CTC of
+Libovicky & Helcl 2018; 2 leaves 0.2% unalignable)::
+
+    h [B, T', D] --Linear(D, k V)--> [B, T', k V] --reshape--> CTC log-probs [B, k T', V]    (k = ctc_upsample)
+
 Training (:meth:`LASModel.forward`) is teacher-forced; scheduled sampling (Bengio et al. 2015) feeds, with
 probability ``sampling_prob`` per utterance and step, a token sampled from the model's own previous output
 distribution instead (training mode only; keep it 0 at the start, then ramp it with :func:`sampling_schedule`).
@@ -32,8 +44,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from legacy_seq2seq.checkpoint import load_model_dir, save_model_dir
+from legacy_seq2seq.ctc import ctc_greedy_decode
 from legacy_seq2seq.las_attention import AttentionState, EncoderMemory, LocationAwareAttention
 from legacy_seq2seq.mocha import MonotonicChunkwiseAttention
+from legacy_seq2seq.text import BLANK_ID
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +81,12 @@ class LASConfig:
         dropout: between LSTM layers and before the output MLP.
         label_smoothing: cross-entropy label smoothing.
         sampling_prob: scheduled-sampling probability (training mode only).
+        ctc_weight: joint CTC-attention weight in ``[0, 1)``; > 0 adds the CTC head on the listener output and
+            trains ``ctc_weight * CTC + (1 - ctc_weight) * CE``. Its blank is ``BLANK_ID`` (0), so it needs
+            ``pad_id == 0`` (the :func:`legacy_seq2seq.inference.las_token_ids` layout). Configs saved before
+            this field load with 0.0 (no head).
+        ctc_upsample: CTC frames per listener frame ``k`` (only with ``ctc_weight > 0``); 2 gives 25 CTC
+            frames/s at the 8x pyramid, enough for character targets.
         schema_version: version of this config's layout.
     """
 
@@ -91,6 +111,8 @@ class LASConfig:
     dropout: float = 0.0
     label_smoothing: float = 0.1
     sampling_prob: float = 0.0
+    ctc_weight: float = 0.0
+    ctc_upsample: int = 1
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -106,6 +128,13 @@ class LASConfig:
             raise ValueError("sampling_prob must be in [0, 1] and label_smoothing in [0, 1)")
         if self.pyramid_layers < 0 or self.speller_layers < 1:
             raise ValueError("pyramid_layers must be >= 0 and speller_layers >= 1")
+        if not 0.0 <= self.ctc_weight < 1.0 or self.ctc_upsample < 1:
+            raise ValueError(f"ctc_weight must be in [0, 1) and ctc_upsample >= 1, got {self.ctc_weight} and "
+                             f"{self.ctc_upsample}")
+        if self.ctc_weight > 0 and (self.pad_id != BLANK_ID or BLANK_ID in (self.sos_id, self.eos_id)):
+            raise ValueError(f"ctc_weight > 0: the CTC blank is id {BLANK_ID}, which must be the pad_id (never a "
+                             f"target) and neither sos_id nor eos_id; got pad_id={self.pad_id}, "
+                             f"sos_id={self.sos_id}, eos_id={self.eos_id}")
 
     @property
     def time_reduction(self) -> int:
@@ -123,16 +152,22 @@ class LASOutput:
     """What :meth:`LASModel.forward` returns.
 
     Attributes:
-        loss: scalar, label-smoothed cross-entropy averaged over non-pad target tokens.
+        loss: scalar, what is optimized: ``attention_loss``, or with a CTC head
+            ``ctc_weight * ctc_loss + (1 - ctc_weight) * attention_loss``.
         logits: ``[B, U, V]``.
         attention: ``[B, U, T']`` attention weights of every output step.
         encoder_lengths: ``[B]`` valid listener frames ``T'_b``.
+        attention_loss: scalar, label-smoothed cross-entropy averaged over non-pad target tokens.
+        ctc_loss: scalar CTC loss (per utterance divided by its label count, then averaged; utterances CTC
+            cannot align count zero), or None without a CTC head.
     """
 
     loss: torch.Tensor
     logits: torch.Tensor
     attention: torch.Tensor
     encoder_lengths: torch.Tensor
+    attention_loss: torch.Tensor
+    ctc_loss: torch.Tensor | None = None
 
 
 @dataclass
@@ -239,6 +274,9 @@ class LASModel(nn.Module):
                                                          config.mocha_noise_std)
         self.dropout = nn.Dropout(config.dropout)
         self.output = nn.Sequential(nn.Linear(s + d, s), nn.Tanh(), nn.Linear(s, config.vocab_size))
+        # the joint CTC-attention head (None keeps old checkpoints' weight files exact)
+        self.ctc_head = nn.Linear(d, config.ctc_upsample * config.vocab_size) if config.ctc_weight > 0 else None
+        self._warned_unalignable = False
 
     def encode(self, features: torch.Tensor, lengths: torch.Tensor) -> EncoderMemory:
         """Run the listener and project its output for attention.
@@ -259,6 +297,64 @@ class LASModel(nn.Module):
         values, enc_lengths = self.listener(features, lengths)
         mask = torch.arange(values.size(1), device=values.device) < enc_lengths.to(values.device).unsqueeze(1)
         return self.attention.prepare(values, mask)
+
+    def ctc_log_probs(self, memory: EncoderMemory) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame CTC log-probabilities of the listener output (needs ``ctc_weight > 0``).
+
+        Args:
+            memory: from :meth:`encode`.
+
+        Returns:
+            ``(log_probs [B, k T', V], lengths [B])`` with ``k = ctc_upsample``; id ``BLANK_ID`` (0) is the blank,
+            frames at and beyond ``lengths[b] = k T'_b`` are padding.
+        """
+        if self.ctc_head is None:
+            raise ValueError("this LAS model has no CTC head (ctc_weight=0); train one with ctc_weight > 0")
+        b, t, _ = memory.values.shape
+        logits = self.ctc_head(memory.values).view(b, t * self.config.ctc_upsample, self.config.vocab_size)
+        return logits.float().log_softmax(-1), memory.lengths * self.config.ctc_upsample
+
+    def ctc_loss(self, memory: EncoderMemory, targets: torch.Tensor) -> torch.Tensor:
+        """CTC loss of the listener output against the transcripts (``torch.nn.functional.ctc_loss``).
+
+        Args:
+            memory: from :meth:`encode`.
+            targets: ``[B, U]`` as in :meth:`forward`; ``pad_id``, ``sos_id`` and ``eos_id`` are left out.
+
+        Returns:
+            Scalar: per utterance the negative log-likelihood divided by its label count, averaged over the batch;
+            an utterance with more labels (plus repeats) than CTC frames counts zero (``zero_infinity``).
+        """
+        cfg = self.config
+        log_probs, lengths = self.ctc_log_probs(memory)
+        keep = (targets != cfg.pad_id) & (targets != cfg.sos_id) & (targets != cfg.eos_id)  # [B, U]
+        target_lengths = keep.sum(1)
+        if not self._warned_unalignable:  # CTC needs a frame per label and one more between repeated labels
+            repeats = (keep[:, 1:] & keep[:, :-1] & (targets[:, 1:] == targets[:, :-1])).sum(1)
+            short = int(((target_lengths + repeats).to(lengths.device) > lengths).sum())
+            if short:
+                self._warned_unalignable = True
+                logger.warning("%d of %d utterances have more labels than CTC frames (%d per listener frame); their "
+                               "CTC loss is zero: raise ctc_upsample (warned once)", short, targets.size(0),
+                               cfg.ctc_upsample)
+        return F.ctc_loss(log_probs.transpose(0, 1), targets[keep], lengths, target_lengths, blank=BLANK_ID,
+                          reduction="mean", zero_infinity=True)
+
+    @torch.no_grad()
+    def ctc_greedy_decode(self, features: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Best-path decoding of the CTC head (a check that the listener learned to align).
+
+        Args:
+            features: ``[B, T, n_mels]`` log-mel frames.
+            lengths: ``[B]`` valid frames.
+
+        Returns:
+            B lists of label ids (blanks and repeats collapsed; ``sos_id`` and ``eos_id`` dropped).
+        """
+        log_probs, ctc_lengths = self.ctc_log_probs(self.encode(features, lengths))
+        special = (self.config.sos_id, self.config.eos_id)
+        return [[i for i in ctc_greedy_decode(log_probs[b, : int(n)]) if i not in special]
+                for b, n in enumerate(ctc_lengths)]
 
     def initial_state(self, memory: EncoderMemory) -> LASState:
         """Zero LSTM states and context; attention starts on frame 0."""
@@ -306,7 +402,8 @@ class LASModel(nn.Module):
             sampling_prob: overrides ``config.sampling_prob`` (training mode only).
 
         Returns:
-            :class:`LASOutput` with the loss, logits ``[B, U, V]`` and attention ``[B, U, T']``.
+            :class:`LASOutput` with the loss (joint CTC-attention with a CTC head), logits ``[B, U, V]`` and
+            attention ``[B, U, T']``.
         """
         cfg = self.config
         memory = self.encode(features, lengths)
@@ -326,10 +423,14 @@ class LASModel(nn.Module):
             all_logits.append(logits)
             all_weights.append(state.weights)
         logits = torch.stack(all_logits, dim=1)  # [B, U, V]
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size).float(), targets.reshape(-1),
-                               ignore_index=cfg.pad_id, label_smoothing=cfg.label_smoothing)
+        att_loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size).float(), targets.reshape(-1),
+                                   ignore_index=cfg.pad_id, label_smoothing=cfg.label_smoothing)
+        ctc_loss, loss = None, att_loss
+        if self.ctc_head is not None:
+            ctc_loss = self.ctc_loss(memory, targets)
+            loss = cfg.ctc_weight * ctc_loss + (1 - cfg.ctc_weight) * att_loss
         return LASOutput(loss=loss, logits=logits, attention=torch.stack(all_weights, dim=1),
-                         encoder_lengths=memory.lengths)
+                         encoder_lengths=memory.lengths, attention_loss=att_loss, ctc_loss=ctc_loss)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors`` to ``directory`` atomically (temp dir, then rename)."""

@@ -11,6 +11,12 @@ MoChA chunk, costs ``log(1e-6)`` rather than ``-inf``). Every hypothesis stops a
 ``max_len_ratio * T' + max_len_offset`` steps (``T'`` its listener frames), so decoding always terminates;
 one cut off there has no ``eos`` and ``finished=False``.
 
+Joint CTC-attention decoding (Watanabe et al. 2017), for a model trained with a CTC head: with ``ctc_weight``
+``lambda > 0`` beam search scores each step's candidate ``c`` of prefix ``g`` as
+``(1 - lambda) log P_att(c | g, x) + lambda (log psi(g + c) - log psi(g))``, the CTC prefix score of
+:mod:`legacy_seq2seq.ctc_prefix_score`, so ``log P(y | x)`` above becomes that joint score. CTC keeps the
+hypotheses monotonic and stops them at the right length; it needs beam search (``beam_size=1`` is fine).
+
 With ``beam_size=1`` beam search keeps the single best token each step, exactly like greedy search, whatever
 ``alpha`` and ``beta`` (they only rescale the one finished hypothesis); :func:`decode` then runs greedy search.
 MoChA models decode with hard monotonic attention (the streaming mode). Put the model in eval mode first.
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from legacy_seq2seq.ctc_prefix_score import CTCPrefixScorer
 from legacy_seq2seq.las import LASModel
 from legacy_seq2seq.las_attention import EncoderMemory
 
@@ -43,6 +50,8 @@ class LASDecodingOptions:
         coverage_penalty: ``beta`` >= 0; 0 turns the coverage term off.
         max_len_ratio: output steps allowed per listener frame.
         max_len_offset: output steps allowed on top of that.
+        ctc_weight: ``lambda`` in ``[0, 1]``, the CTC prefix score's weight in beam search (0: attention alone);
+            > 0 needs a model with a CTC head and beam search.
     """
 
     beam_size: int = 1
@@ -50,6 +59,7 @@ class LASDecodingOptions:
     coverage_penalty: float = 0.0
     max_len_ratio: float = 1.5
     max_len_offset: int = 10
+    ctc_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -58,6 +68,8 @@ class LASDecodingOptions:
             raise ValueError("length_penalty and coverage_penalty must be >= 0")
         if self.max_len_ratio < 0 or self.max_len_offset < 1:
             raise ValueError("max_len_ratio must be >= 0 and max_len_offset >= 1 (so decoding takes a step)")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
 
     def max_length(self, encoder_length: int) -> int:
         """Most output steps for an utterance of ``encoder_length`` listener frames."""
@@ -71,7 +83,8 @@ class LASHypothesis:
     Attributes:
         tokens: output ids, without ``sos`` and ``eos``.
         score: the ranking score (log-probability with length and coverage terms).
-        log_prob: total log-probability of the emitted steps (``eos`` included when finished).
+        log_prob: total log-probability of the emitted steps (``eos`` included when finished); with
+            ``ctc_weight > 0`` the joint CTC-attention score.
         finished: whether it ended with ``eos`` (False: cut at the maximum length).
     """
 
@@ -133,8 +146,13 @@ def greedy_decode(
 
     Returns:
         One result per utterance.
+
+    Raises:
+        ValueError: ``options.ctc_weight > 0`` (joint decoding is :func:`beam_search`'s).
     """
     options = options or LASDecodingOptions()
+    if options.ctc_weight > 0:
+        raise ValueError("greedy_decode does not use the CTC prefix score: call beam_search (beam_size=1 is fine)")
     _check_mode(model)
     memory = model.encode(features, lengths)
     enc_lengths = memory.lengths.tolist()
@@ -194,6 +212,11 @@ def _beam_one(model: LASModel, memory: EncoderMemory, options: LASDecodingOption
     k, eos = options.beam_size, model.config.eos_id
     t = memory.values.size(1)
     device = memory.values.device
+    scorer, ctc_state, w = None, None, options.ctc_weight
+    if w > 0:  # memory holds k copies of one utterance: score its valid CTC frames once
+        ctc_log_probs, ctc_lengths = model.ctc_log_probs(memory)
+        scorer = CTCPrefixScorer(ctc_log_probs[0, : int(ctc_lengths[0])], eos, invalid_ids=(model.config.sos_id,))
+        ctc_state = scorer.initial_state(k)
     state = model.initial_state(memory)
     prev = torch.full((k,), model.config.sos_id, dtype=torch.long, device=device)
     # All rows start identical: only row 0 is live at first, so the first step does not pick k copies.
@@ -205,6 +228,9 @@ def _beam_one(model: LASModel, memory: EncoderMemory, options: LASDecodingOption
     for step in range(options.max_length(t)):
         logits, state = model.step(prev, state, memory, hard=True)
         logp = F.log_softmax(logits.float(), dim=-1).double()  # [k, V]
+        if scorer is not None:
+            increment, ctc_psi, ctc_r = scorer.score(ctc_state)
+            logp = (1 - w) * logp + w * increment.double()
         history = torch.cat([history, state.weights.float().cpu().unsqueeze(1)], dim=1)
         candidates = (sums.unsqueeze(1) + logp).view(-1)
         top, index = candidates.topk(min(2 * k, candidates.numel()))
@@ -225,6 +251,9 @@ def _beam_one(model: LASModel, memory: EncoderMemory, options: LASDecodingOption
         live += [(live[0][0], live[0][1], -math.inf)] * (k - len(live))  # keep k rows; dead ones score -inf
         index_rows = torch.tensor([r for r, _, _ in live], device=device)
         state = state.index_select(index_rows)
+        if scorer is not None:
+            ctc_state = scorer.select(ctc_psi, ctc_r, index_rows, torch.tensor([tok for _, tok, _ in live],
+                                                                                device=device))
         history = history[index_rows.cpu()]
         seqs = [seqs[r] + [tok] for r, tok, _ in live]
         sums = torch.tensor([s for _, _, s in live], dtype=torch.float64, device=device)
@@ -244,8 +273,8 @@ def _beam_one(model: LASModel, memory: EncoderMemory, options: LASDecodingOption
 def decode(
     model: LASModel, features: torch.Tensor, lengths: torch.Tensor, options: LASDecodingOptions | None = None
 ) -> list[LASDecodingResult]:
-    """Greedy search for ``beam_size == 1``, beam search otherwise (see :class:`LASDecodingOptions`)."""
+    """Greedy search for ``beam_size == 1`` without CTC, beam search otherwise (see :class:`LASDecodingOptions`)."""
     options = options or LASDecodingOptions()
-    if options.beam_size == 1:
+    if options.beam_size == 1 and options.ctc_weight == 0:
         return greedy_decode(model, features, lengths, options)
     return beam_search(model, features, lengths, options)

@@ -1,16 +1,22 @@
 """LAS baseline: pyramid lengths, padding invariance, attention normalization, a tiny model that learns, decoding
-(beam 1 == greedy, termination), scheduled sampling, save/load, alignment plots, and MoChA (expected alignment
-against its sequential recurrence, hard monotonic streaming inference)."""
+(beam 1 == greedy, termination), scheduled sampling, save/load, alignment plots, MoChA (expected alignment
+against its sequential recurrence, hard monotonic streaming inference), and joint CTC-attention (the CTC head's
+loss and learning, save/load and old configs, CTC prefix scores against brute force, joint beam search)."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from legacy_seq2seq.alignment_plot import plot_alignment
 from legacy_seq2seq.checkpoint import CheckpointError
+from legacy_seq2seq.ctc_prefix_score import CTCPrefixScorer
 from legacy_seq2seq.las import LASConfig, LASModel, pyramid_lengths, sampling_schedule
 from legacy_seq2seq.las_attention import AttentionState
 from legacy_seq2seq.las_decoding import LASDecodingOptions, beam_search, decode, greedy_decode
@@ -241,3 +247,164 @@ def test_mocha_hard_attention_is_monotonic_and_reads_no_frame_past_its_stop() ->
     context2, _, after2 = attention(query, attention.prepare(changed, mask), start, hard=True)
     assert int(after2.position) == stop
     torch.testing.assert_close(context2, context)
+
+
+# --- joint CTC-attention --------------------------------------------------------------------------------------
+CTC_TARGETS = torch.tensor([[3, 4, 5, EOS, PAD], [6, 7, 3, 3, EOS], [5, 5, EOS, PAD, PAD]])
+
+
+def test_ctc_head_adds_a_finite_ctc_loss_to_the_attention_loss() -> None:
+    assert tiny_model().ctc_head is None and tiny_model()(*padded_batch([48, 40]), CTC_TARGETS[:2]).ctc_loss is None
+    model = tiny_model(ctc_weight=0.3, ctc_upsample=2).train()
+    assert model.ctc_head.out_features == 2 * VOCAB
+    feats, lens = padded_batch([48, 44, 40], seed=1)
+    out = model(feats, lens, CTC_TARGETS)
+    assert out.ctc_loss is not None and torch.isfinite(out.ctc_loss) and out.ctc_loss > 0
+    torch.testing.assert_close(out.loss, 0.3 * out.ctc_loss + 0.7 * out.attention_loss)
+    log_probs, ctc_lengths = model.ctc_log_probs(model.encode(feats, lens))
+    assert log_probs.shape == (3, 12, VOCAB) and ctc_lengths.tolist() == [12, 10, 10]
+    # the loss reads the labels alone: sos/eos/pad left out, matching a direct ctc_loss call
+    labels = torch.tensor([3, 4, 5, 6, 7, 3, 3, 5, 5])
+    direct = F.ctc_loss(log_probs.transpose(0, 1), labels, ctc_lengths, torch.tensor([3, 4, 2]), blank=0,
+                        zero_infinity=True)
+    torch.testing.assert_close(out.ctc_loss, direct)
+    out.ctc_loss.backward()  # CTC trains the listener, not the speller
+    assert model.ctc_head.weight.grad.abs().sum() > 0 and model.listener.layers[0].weight_ih_l0.grad.abs().sum() > 0
+    assert model.output[-1].weight.grad is None
+
+
+def test_ctc_config_is_validated() -> None:
+    for bad in (dict(ctc_weight=1.0), dict(ctc_weight=-0.1), dict(ctc_weight=0.3, ctc_upsample=0)):
+        with pytest.raises(ValueError, match="ctc_weight"):
+            tiny_config(**bad)
+    with pytest.raises(ValueError, match="blank"):  # the blank (id 0) must be the padding, never a target
+        tiny_config(ctc_weight=0.3, pad_id=3)
+
+
+def test_joint_ctc_attention_training_lowers_both_losses() -> None:
+    model = tiny_model(seed=0, ctc_weight=0.3, ctc_upsample=2).train()
+    feats, lens = padded_batch([48, 44, 40], seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(15):
+        out = model(feats, lens, CTC_TARGETS)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        history.append((out.loss.item(), out.ctc_loss.item(), out.attention_loss.item()))
+    (loss0, ctc0, att0), (loss1, ctc1, att1) = history[0], history[-1]
+    assert loss1 < 0.7 * loss0 and ctc1 < 0.7 * ctc0 and att1 < att0, history
+
+
+def test_ctc_greedy_decoding_of_a_trained_listener_spells_the_targets() -> None:
+    model = tiny_model(seed=0, ctc_weight=0.5).train()  # one CTC frame per listener frame learns fastest here
+    feats, lens = padded_batch([48, 44, 40], seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(120):
+        loss = model(feats, lens, CTC_TARGETS).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    expected = [[t for t in row if t not in (PAD, EOS)] for row in CTC_TARGETS.tolist()]
+    assert model.eval().ctc_greedy_decode(feats, lens) == expected
+    with pytest.raises(ValueError, match="no CTC head"):
+        tiny_model().ctc_greedy_decode(feats, lens)
+
+
+@pytest.mark.parametrize("attention", ["location", "mocha"])
+def test_save_and_load_keep_the_ctc_head(tmp_path: Path, attention: str) -> None:
+    model = tiny_model(seed=2, attention=attention, ctc_weight=0.3, ctc_upsample=2)
+    model.save_pretrained(tmp_path / "las")
+    loaded = LASModel.from_pretrained(tmp_path / "las")
+    assert loaded.config == model.config and loaded.config.ctc_weight == 0.3 and loaded.config.ctc_upsample == 2
+    assert torch.equal(loaded.ctc_head.weight, model.ctc_head.weight)
+    assert torch.equal(loaded.ctc_head.bias, model.ctc_head.bias)
+    feats, lens = padded_batch([40, 24])
+    with torch.no_grad():
+        out, out2 = model(feats, lens, CTC_TARGETS[:2, :3]), loaded(feats, lens, CTC_TARGETS[:2, :3])
+    assert torch.equal(out.loss, out2.loss) and torch.equal(out.ctc_loss, out2.ctc_loss)
+
+
+def test_a_config_json_without_ctc_fields_loads_without_a_head(tmp_path: Path) -> None:
+    model = tiny_model(seed=1)
+    model.save_pretrained(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    fields = json.loads(config_path.read_text())
+    del fields["ctc_weight"], fields["ctc_upsample"]  # as written before joint CTC-attention existed
+    config_path.write_text(json.dumps(fields))
+    loaded = LASModel.from_pretrained(tmp_path / "old")
+    assert loaded.config.ctc_weight == 0.0 and loaded.ctc_head is None
+    feats, lens, targets = *padded_batch([40, 24]), CTC_TARGETS[:2, :3]
+    with torch.no_grad():
+        assert torch.equal(model(feats, lens, targets).logits, loaded(feats, lens, targets).logits)
+    fields["ctc_weight"] = 0.3  # a config that asks for a head its weights lack is refused
+    config_path.write_text(json.dumps(fields))
+    with pytest.raises(CheckpointError, match="missing"):
+        LASModel.from_pretrained(tmp_path / "old")
+
+
+def _collapse(path: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(k for i, k in enumerate(path) if k != 0 and (i == 0 or k != path[i - 1]))
+
+
+def test_ctc_prefix_scores_match_brute_force_path_sums() -> None:
+    torch.manual_seed(0)
+    t_len, v, eos = 5, 4, 3  # blank 0, labels 1 and 2, end id 3 (also a CTC output, as in a LAS head)
+    x = torch.randn(t_len, v).log_softmax(-1)
+    rows = x.tolist()
+    paths = {path: sum(rows[t][k] for t, k in enumerate(path)) for path in itertools.product(range(v), repeat=t_len)}
+
+    def brute(prefix: tuple[int, ...], exact: bool) -> float:
+        probs = [math.exp(lp) for p, lp in paths.items()
+                 if (_collapse(p) == prefix if exact else _collapse(p)[: len(prefix)] == prefix)]
+        return math.log(sum(probs)) if probs else -math.inf
+
+    scorer = CTCPrefixScorer(x, eos)
+    state, prefixes = scorer.initial_state(2), [(), ()]
+    for rows, tokens in (([0, 0], [1, 2]), ([0, 1], [1, 1]), ([0, 1], [2, 2])):  # covers repeated labels
+        increment, psi, r = scorer.score(state)
+        for row, prefix in enumerate(prefixes):
+            for c in (1, 2):
+                assert float(psi[row, c]) == pytest.approx(brute(prefix + (c,), exact=False), abs=1e-5)
+            assert float(psi[row, eos]) == pytest.approx(brute(prefix, exact=True), abs=1e-5)
+            assert float(psi[row, 0]) == -math.inf
+            torch.testing.assert_close(increment[row], psi[row] - state.psi[row])
+        state = scorer.select(psi, r, torch.tensor(rows), torch.tensor(tokens))
+        prefixes = [prefixes[row] + (tok,) for row, tok in zip(rows, tokens)]
+
+
+def test_joint_beam_search_with_ctc_weight_one_scores_the_ctc_probability() -> None:
+    model = tiny_model(seed=7, ctc_weight=0.3, ctc_upsample=2)
+    feats, lens = padded_batch([40, 48], seed=5)
+    options = LASDecodingOptions(beam_size=3, ctc_weight=1.0, max_len_offset=6)
+    results = beam_search(model, feats, lens, options)
+    with torch.no_grad():
+        log_probs, ctc_lengths = model.ctc_log_probs(model.encode(feats, lens))
+    for b, result in enumerate(results):
+        best = result.hypotheses[0]
+        assert best.finished and result.attention.shape == (len(best.tokens) + 1, int(lens[b]) // 8)
+        target = torch.tensor(best.tokens, dtype=torch.long)
+        nll = F.ctc_loss(log_probs[b : b + 1, : int(ctc_lengths[b])].transpose(0, 1), target[None],
+                         ctc_lengths[b : b + 1], torch.tensor([len(target)]), blank=0, reduction="sum")
+        assert best.log_prob == pytest.approx(-float(nll), abs=1e-4)  # the whole score is log P_ctc(y | x)
+    joint = beam_search(model, feats, lens, LASDecodingOptions(beam_size=2, ctc_weight=0.3))
+    assert all(r.hypotheses[0].finished and math.isfinite(r.hypotheses[0].log_prob) for r in joint)
+    assert decode(model, feats, lens, LASDecodingOptions(beam_size=1, ctc_weight=0.3))[0].tokens \
+        == beam_search(model, feats, lens, LASDecodingOptions(beam_size=1, ctc_weight=0.3))[0].tokens
+    with pytest.raises(ValueError, match="beam_search"):
+        greedy_decode(model, feats, lens, LASDecodingOptions(ctc_weight=0.3))
+    with pytest.raises(ValueError, match="no CTC head"):
+        beam_search(tiny_model(), feats, lens, LASDecodingOptions(beam_size=2, ctc_weight=0.3))
+
+
+def test_loss_module_reports_the_ctc_and_attention_losses() -> None:
+    from training.legacy.steps import LossModule
+
+    module = LossModule("las", tiny_model(ctc_weight=0.3, ctc_upsample=2))
+    feats, lens = padded_batch([48, 40])
+    loss = module(features=feats, lengths=lens, targets=CTC_TARGETS[:2])
+    assert set(module.terms) == {"attention_loss", "ctc_loss"}
+    torch.testing.assert_close(loss.detach(), 0.3 * module.terms["ctc_loss"] + 0.7 * module.terms["attention_loss"])
+    plain = LossModule("las", tiny_model())
+    plain(features=feats, lengths=lens, targets=CTC_TARGETS[:2])
+    assert plain.terms == {}

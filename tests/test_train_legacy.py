@@ -1,5 +1,6 @@
 """The baseline trainer (``python -m training.train_legacy``) on the tiny corpus: each model's debug run writes a
-loadable ``final``, CTC resumes to the same weights, shipped configs load, alignment PNGs, inference and CLI."""
+loadable ``final`` (LAS with the shipped recipe's joint CTC-attention loss), CTC resumes to the same weights, shipped
+configs load, alignment PNGs, inference and CLI."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from training.legacy.steps import LossModule, evaluate, make_batch
 from training.train_legacy import LegacyResult, main, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
+LAS_CTC = {"ctc_weight": 0.3, "ctc_upsample": 2}  # as training/configs/legacy_las.yaml
 CLASSES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",
            "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator", "translatotron": "Translatotron"}
 STEPS = 4
@@ -55,6 +57,8 @@ class Runs:
     def __call__(self, kind: str) -> LegacyResult:
         if kind not in self.done:
             extra = ("--durations-from", str(self(kind="tacotron2").final)) if kind == "fastspeech2" else ()
+            if kind == "las":
+                extra = ("--model-overrides", json.dumps(LAS_CTC))
             self.done[kind] = main(_argv(kind, self.corpus, self.root / kind, self.root / "cache", *extra))
         return self.done[kind]
 
@@ -74,7 +78,9 @@ def test_shipped_configs_load(path: Path) -> None:
     cfg = load_config(path, LegacyTrainConfig)
     kind = path.stem.removeprefix("legacy_")
     assert kind in MODELS and read_yaml(path)["corpus"] == "corpus-3h" and cfg.preset == "cpu"
-    assert model_config(kind, cfg.preset, 40, 80, cfg.model_overrides) is not None
+    config = model_config(kind, cfg.preset, 40, 80, cfg.model_overrides)
+    if kind == "las":  # the recipe trains with joint CTC-attention
+        assert (config.ctc_weight, config.ctc_upsample) == (LAS_CTC["ctc_weight"], LAS_CTC["ctc_upsample"])
     if kind == "fastspeech2":
         assert cfg.durations_from
 
@@ -106,6 +112,12 @@ def test_debug_run_writes_a_loadable_final(kind: str, runs: Runs) -> None:
         assert "mel_l1" in evals[-1] and math.isfinite(evals[-1]["mel_l1"])
     if kind in ("las", "tacotron2"):
         assert (out / "alignments" / f"step-{STEPS}.png").stat().st_size > 0
+    if kind == "las":  # joint CTC-attention: both parts logged, the CTC head's transcripts checked at evaluation
+        assert loaded.model.config.ctc_weight == LAS_CTC["ctc_weight"] and loaded.model.ctc_head is not None
+        logged = [h for h in result.history if h.get("loss") is not None]
+        assert all(h["ctc_loss"] > 0 and math.isfinite(h["attention_loss"]) for h in logged)
+        assert {"valid_ctc_loss", "valid_attention_loss", "ctc_cer", "ctc_wer"} <= set(evals[-1])
+        assert all(isinstance(s["ctc_hypothesis"], str) for s in samples)
     if kind == "hifigan":  # two warm-up steps (generator alone), then two GAN steps
         logged = [h for h in result.history if h.get("loss") is not None]
         assert ["d_loss" in h for h in logged] == [False, False, True, True]

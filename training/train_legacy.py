@@ -14,6 +14,8 @@ Setup -> train -> save, visibly:
 3. the model at its preset size (:func:`training.legacy.config.model_config`) inside a loss module, driven by
    :func:`training.distributed.make_engine` (plain or DeepSpeed; HiFi-GAN's two optimizers: plain only);
    AdamW, linear warmup then cosine decay, clipping, gradient accumulation, non-finite steps skipped and counted;
+   LAS with ``ctc_weight > 0`` (``model_overrides``) optimizes the joint CTC-attention loss and logs its
+   ``attention_loss`` and ``ctc_loss`` next to it;
 4. every ``eval_every`` steps: valid loss; ASR: greedy CER/WER of a few valid utterances, their hypotheses logged
    and appended to ``OUT/samples.jsonl``; LAS, Tacotron 2: ``OUT/alignments/step-N.png``; TTS: valid mel L1;
    HiFi-GAN: mel L1 of resynthesis; ``OUT/training_curves.png``;
@@ -210,6 +212,10 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
     if loaded is not None:
         model, vocab, features = loaded.model.train(), loaded.vocab, loaded.features
         log.info("resuming from %s (step %d)", ckpt, trainer["step"])
+        ignored = {k: v for k, v in cfg.model_overrides.items() if getattr(model.config, k, v) != v}
+        if ignored:  # e.g. a recipe that gained ctc_weight, resumed in a run directory trained without it
+            log.warning("resuming keeps the checkpoint's model config: model_overrides %s are ignored (use a new "
+                        "--out to train with them)", ignored)
     elif kind == "fastspeech2":
         vocab, features = CharVocab.load(Path(cfg.durations_from) / "vocab.json"), load_features(cfg.durations_from)
     else:
@@ -260,6 +266,7 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
     model.train()
     board = TensorBoard(out / "tensorboard", enabled=cfg.tensorboard and main)
     window, bad_in_a_row, extras = [], 0, {}
+    term_window: list[dict[str, float]] = []  # the loss components of the window's steps (LAS + CTC)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not (progress and main), desc=kind,
                unit="step")
     for step in bar:
@@ -275,7 +282,7 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
             extras = gan_step(engines[0], engines[1], mel_fn, wav, adversarial=step >= cfg.vocoder_gan_start_step)
             step_loss, grad_norm = extras.pop("loss"), extras.pop("grad_norm")
         else:
-            step_loss, applied = 0.0, True
+            step_loss, applied, terms = 0.0, True, {}
             weight = cfg.guided_attention_weight if step < cfg.guided_attention_steps else 0.0
             for _ in range(cfg.grad_accum):
                 loss = engine(**make_batch(data, take(), device, weight))
@@ -284,8 +291,12 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
                 else:
                     applied = False  # this micro-batch is skipped in every process
                 step_loss += float(loss.detach()) / cfg.grad_accum
+                for key, value in module.terms.items():
+                    terms[key] = terms.get(key, 0.0) + float(value) / cfg.grad_accum
             grad_norm = engine.step(apply=applied)
             step_loss = engine.mean(step_loss) if applied else math.nan
+            if applied and terms:
+                term_window.append({key: engine.mean(value) for key, value in terms.items()})
         done = step + 1
         elapsed += time.time() - t0
         if math.isfinite(step_loss) and math.isfinite(grad_norm):
@@ -304,6 +315,10 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
             out_of_time = bool(broadcast(out_of_time, info))
         last = done == cfg.steps or out_of_time
         if done % cfg.log_every == 0 or last:
+            if kind != "hifigan":  # loss components (LAS + CTC), averaged over the window like the loss
+                extras = {key: float(np.mean([t[key] for t in term_window])) for key in term_window[0]} \
+                    if term_window else {}
+                term_window = []
             rec = {"step": done, "loss": float(np.mean(window)) if window else None, "lr": lr,
                    "grad_norm": grad_norm, "skipped_steps": skipped, **extras}
             history.append(rec)
@@ -324,7 +339,8 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
                 log.info("step %d: %s", done, " ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "no valid data")
                 with open(out / "samples.jsonl", "a", encoding="utf-8") as f:
                     for s in samples:
-                        log.info("ASR sample %s\n  ref: %s\n  hyp: %s", s["id"], s["reference"], s["hypothesis"])
+                        log.info("ASR sample %s\n  ref: %s\n  hyp: %s%s", s["id"], s["reference"], s["hypothesis"],
+                                 f"\n  ctc: {s['ctc_hypothesis']}" if "ctc_hypothesis" in s else "")
                         f.write(json.dumps({"step": done, **s}, ensure_ascii=False) + "\n")
                 plot_history(history, out / "training_curves.png")
         if done % cfg.ckpt_every == 0 or last:

@@ -1,5 +1,6 @@
 """Per-model pieces of the baseline trainer: the loss module the engine drives, batches, the HiFi-GAN step,
-and evaluation (ASR: greedy CER/WER; LAS, Tacotron 2: alignment PNGs; TTS: valid mel L1; HiFi-GAN: mel L1 of
+and evaluation (ASR: greedy CER/WER; LAS with a CTC head: also the valid attention and CTC losses and the CER of
+the CTC head's greedy transcripts; LAS, Tacotron 2: alignment PNGs; TTS: valid mel L1; HiFi-GAN: mel L1 of
 resynthesis).
 
 Batches (tensors on the device) by model, ``B`` utterances, ``T`` frames, ``U`` characters, ``L`` symbols::
@@ -84,11 +85,13 @@ class LegacyData:
 
 class LossModule(nn.Module):
     """A text model with its training loss: ``forward(**batch)`` -> scalar loss (what the engine calls);
-    :attr:`model` is the module that is saved."""
+    :attr:`model` is the module that is saved. :attr:`terms` holds the last call's loss components worth logging
+    (detached scalars; LAS with a CTC head: ``attention_loss`` and ``ctc_loss``; empty otherwise)."""
 
     def __init__(self, kind: str, model: nn.Module) -> None:
         super().__init__()
         self.kind, self.model = kind, model
+        self.terms: dict[str, torch.Tensor] = {}
 
     def forward(self, **b: Any) -> torch.Tensor:
         m = self.model
@@ -97,7 +100,10 @@ class LossModule(nn.Module):
         if self.kind in ("ctc", "rnnt"):
             return m.loss(b["features"], b["lengths"], b["targets"], b["target_lengths"])
         if self.kind == "las":
-            return m(b["features"], b["lengths"], b["targets"]).loss
+            out = m(b["features"], b["lengths"], b["targets"])
+            if out.ctc_loss is not None:  # the joint CTC-attention loss: log both parts
+                self.terms = {"attention_loss": out.attention_loss.detach(), "ctc_loss": out.ctc_loss.detach()}
+            return out.loss
         if self.kind == "tacotron2":
             return m(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"], float(b["attention_weight"])).loss
         if self.kind == "translatotron":
@@ -182,9 +188,13 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
     metrics: dict[str, float] = {}
     samples: list[dict[str, str]] = []
     total, count, l1_sum, l1_frames = 0.0, 0, 0.0, 0.0
+    term_sums: dict[str, float] = {}
     for ids in valid_batches(valid, cfg.batch_seconds, cfg.max_batch_size):
         b = make_batch(data, ids, device)
+        module.terms = {}
         total, count = total + float(module(**b)) * len(ids), count + len(ids)
+        for key, value in module.terms.items():
+            term_sums[key] = term_sums.get(key, 0.0) + float(value) * len(ids)
         if kind == "tacotron2":
             o = model(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"])
             mask = (torch.arange(b["mels"].shape[1], device=device)[None] < b["mel_lengths"][:, None])[..., None]
@@ -201,6 +211,7 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
             l1_sum, l1_frames = l1_sum + float(o.mel_loss) * frames, l1_frames + frames
     if count:
         metrics["valid_loss"] = total / count
+        metrics.update({f"valid_{key}": value / count for key, value in term_sums.items()})
     if l1_frames:
         metrics["mel_l1"] = l1_sum / l1_frames
     if valid and out is not None and kind in ("las", "tacotron2", "translatotron"):
@@ -221,17 +232,25 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
         hyps = [decode(model, kind, data, u, device) for u in chosen]
         metrics.update(_error_rates([(u.text, u.lang) for u in chosen], hyps))
         samples = [{"id": u.id, "reference": u.text, "hypothesis": h} for u, h in zip(chosen, hyps)]
+        if kind == "las" and getattr(model, "ctc_head", None) is not None:  # has the listener learned to align?
+            ctc_hyps = [decode(model, "las_ctc", data, u, device) for u in chosen]
+            ctc_rates = _error_rates([(u.text, u.lang) for u in chosen], ctc_hyps)
+            metrics.update({f"ctc_{key}": value for key, value in ctc_rates.items()})
+            for sample, h in zip(samples, ctc_hyps):
+                sample["ctc_hypothesis"] = h
     model.train(was_training)
     return metrics, samples
 
 
 @torch.no_grad()
 def decode(model: nn.Module, kind: str, data: LegacyData, utt: Utterance, device: torch.device) -> str:
-    """Greedy transcript of one cached utterance."""
+    """Greedy transcript of one cached utterance (``kind="las_ctc"``: of a LAS model's CTC head)."""
     feats = torch.from_numpy(np.array(data.mels.load(utt.id)))[None].to(device)
     lengths = torch.tensor([feats.shape[1]], device=device)
     if kind == "las":
         ids = [i for i in las_greedy_decode(model, feats, lengths)[0].tokens if 0 < i < len(data.vocab)]
+    elif kind == "las_ctc":
+        ids = [i for i in model.ctc_greedy_decode(feats, lengths)[0] if 0 < i < len(data.vocab)]
     else:
         ids = model.greedy_decode(feats, lengths)[0]
     return data.vocab.decode(ids)
