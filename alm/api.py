@@ -653,7 +653,8 @@ class AudioLanguageModel:
         replaced by :meth:`_speech`, so encoding them would be wasted)."""
         if self.model.config.input_speech == "codec":
             return []
-        return self.units.encode(wav, collapse=self.model.config.collapse_units).tolist()
+        return self.units.encode(wav, collapse=self.model.config.collapse_units,
+                                 drop_blanks=self.model.config.drop_unit_blanks).tolist()
 
     def _input_codes(self, wav: torch.Tensor) -> torch.Tensor | None:
         """``[K, F]`` codes of speech the prompt carries as audio (``input_speech`` codec / both), else ``None``."""

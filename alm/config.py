@@ -8,6 +8,7 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``num_codebooks``: K, the codebooks this model reads and writes (at most the layout's);
 - ``input_speech``: how speech enters the prompt (``"units"``, ``"codec"`` or ``"both"``);
 - ``collapse_units``: whether prompt units have runs of repeats merged (``5 5 7 -> 5 7``), as in training;
+- ``drop_unit_blanks``: whether prompt units leave out the CTC blank of ``"phone"`` units (phones only);
 - ``voice_seconds``: length of the voice prompts (TTS, S2ST) the model was trained with;
 - ``asr_context``: whether ASR prompts may carry earlier text (the previous chunk's, in long-form decoding);
 - ``schema_version``: bumped when the meaning of a field changes.
@@ -38,6 +39,8 @@ class AlmConfig(LlamaConfig):
         num_codebooks: codebooks per codec frame the model uses; defaults to the layout's.
         input_speech: ``"units"`` (HuBERT-style units in prompts), ``"codec"`` or ``"both"``.
         collapse_units: prompt units have runs of repeats merged (the format the model was trained on).
+        drop_unit_blanks: prompt units leave out unit 0, the CTC blank of ``"phone"`` units, after collapsing
+            (prompts ~40% shorter, one unit per recognized phone).
         voice_seconds: seconds of the voice prompt (codec tokens of the target voice) in TTS / S2ST prompts.
         asr_context: the model was trained with ASR prompts that sometimes carry earlier text
             (``<asr> <lang> <text> … </text> <units> …``), so long-form decoding may feed it the previous chunk's.
@@ -51,6 +54,7 @@ class AlmConfig(LlamaConfig):
     num_codebooks: int | None = None
     input_speech: str = "units"
     collapse_units: bool = True
+    drop_unit_blanks: bool = False
     voice_seconds: float = 3.0
     asr_context: bool = False
     rope_theta: float = 10000.0

@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         inputs = {"real": collapse(cache.units[r["id"]].astype(np.int64)), "clean_sim": clean.simulate(ids, rng),
                   "noisy_sim": noisy.simulate(ids, rng)}
+        if model.config.drop_unit_blanks:  # the prompt format this checkpoint was trained on
+            inputs = {name: u[u != BLANK] for name, u in inputs.items()}
         row = {"id": r["id"], "lang": r["lang"], "speaker": r["speaker"], "reference": r["text"]}
         for name, u in inputs.items():
             row[name] = transcribe_units(model, vocab, r["lang"], u)
@@ -154,8 +156,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     first = picked[0]
-    attention_png(model, vocab, first["lang"], collapse(cache.units[first["id"]].astype(np.int64)), first["text"],
-                  out.with_suffix(".png"))
+    first_units = collapse(cache.units[first["id"]].astype(np.int64))
+    first_units = first_units[first_units != BLANK] if model.config.drop_unit_blanks else first_units
+    attention_png(model, vocab, first["lang"], first_units, first["text"], out.with_suffix(".png"))
     result = {"checkpoint": args.checkpoint, "corpus": args.corpus, "unit_per": per, "reading": reading,
               "transcripts": rows}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, ensure_ascii=False))

@@ -58,6 +58,7 @@ HOP_LENGTH = SAMPLE_RATE // FRAME_RATE  # 320 samples = 20 ms per unit
 MFCC_HOP = 160  # 10 ms: two MFCC frames per unit
 KINDS = ("mfcc", "hubert", "conformer", "phone")
 CONFORMER_KINDS = ("conformer", "phone")
+PHONE_BLANK = 0  # the CTC blank of "phone" units (``config.phones[0]``)
 CONFORMER_MELS = 80  # log-mel bands under the Conformer; three frames are stacked per unit
 CONFORMER_INPUT_DIM = 3 * CONFORMER_MELS
 SCHEMA_VERSION = 1
@@ -355,7 +356,8 @@ class UnitTokenizer(torch.nn.Module):
     # --- public API ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(
-        self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None, collapse: bool = False
+        self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None, collapse: bool = False,
+        drop_blanks: bool = False,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Units of one waveform or of a batch.
 
@@ -363,6 +365,8 @@ class UnitTokenizer(torch.nn.Module):
             wav: ``[T]`` or ``[B, T]`` float waveform in ``[-1, 1]`` (louder input is clipped).
             sample_rate: rate of ``wav`` in Hz (``None``: 16 kHz); other rates are resampled with soxr.
             collapse: merge runs of repeated units (see :func:`collapse_repeats`).
+            drop_blanks: leave out the CTC blank (unit 0) of ``"phone"`` units, after collapsing, so a phone
+                repeated across a blank stays two units (other kinds have no blank: a ``ValueError``).
 
         Returns:
             int64 ``[F]`` with ``F = ceil(T16 / 320)`` (``T16``: length at 16 kHz), or for ``[B, T]`` input a list
@@ -371,10 +375,14 @@ class UnitTokenizer(torch.nn.Module):
         Raises:
             AudioInputError: empty, NaN/Inf, non-float, wrong rank, or an absurd ``sample_rate``.
         """
+        if drop_blanks and self.kind != "phone":
+            raise ValueError(f"drop_blanks needs 'phone' units (unit 0 is their CTC blank), not {self.kind!r}")
         single = getattr(wav, "ndim", None) == 1
         units = [self.assign(f).cpu() for f in self.features(wav, sample_rate)]
         if collapse:
             units = [collapse_repeats(u)[0] for u in units]
+        if drop_blanks:
+            units = [u[u != PHONE_BLANK] for u in units]
         return units[0] if single else units
 
     @torch.no_grad()

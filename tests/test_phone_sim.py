@@ -67,3 +67,48 @@ def test_builder_serves_simulated_asr_items(tmp_path) -> None:
     with pytest.raises(ValueError, match="ASR only"):
         builder.build("slu", items["es"][0], np.random.default_rng(0))
     assert torch.tensor(a.input_ids).max() < vocab.size
+
+
+def test_blank_free_prompts_from_real_and_simulated_units(tmp_path) -> None:
+    """``drop_unit_blanks``: the tokenizer, a builder's real and simulated ASR prompts and the model config agree
+    on prompts without the CTC blank, and kinds without a blank refuse it."""
+    from alm.config import AlmConfig, alm_debug
+    from alm.vocab import Vocabulary, train_text_tokenizer
+    from training.alm_data import ExampleBuilder, ExampleOptions, TokenCache, collapse
+
+    tok = _phone_units()
+    wav = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    collapsed = tok.encode(wav, collapse=True)
+    dropped = tok.encode(wav, collapse=True, drop_blanks=True)
+    assert torch.equal(dropped, collapsed[collapsed != BLANK]) and BLANK not in dropped.tolist()
+    from training.train_units import fit_mfcc_units
+
+    mfcc = fit_mfcc_units([np.random.default_rng(1).standard_normal(16000).astype(np.float32)] * 2, n_clusters=4,
+                          seed=0)
+    with pytest.raises(ValueError, match="phone"):
+        mfcc.encode(wav, drop_blanks=True)
+
+    texts = ["la mesa es bonita", "the big dog"]
+    vocab = Vocabulary(train_text_tokenizer(texts * 5, vocab_size=300), num_units=len(PHONES), num_codebooks=1,
+                       cardinality=8)
+    frames = np.array([0, 0, 5, 5, 0, 7, 7, 7, 0, 0, 7, 3, 0], dtype=np.int16)  # "s _ o _ o |" as frames
+    records = {"u1": {"id": "u1", "split": "train", "lang": "es", "speaker": "s1", "text": texts[0], "tasks": ["asr"]}}
+    cache = TokenCache(tmp_path, "fp", {"codec": {"max_codebooks": 1, "cardinality": 8, "frame_rate": 50},
+                                        "units": {"num_units": len(PHONES), "frame_rate": 50}},
+                       records, {"u1": np.zeros((1, 13), dtype=np.int16)}, {"u1": frames})
+    sim = PhoneSimulator(_phone_units())
+    prompts = {}
+    for drop in (False, True):
+        builder = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=1, drop_unit_blanks=drop))
+        ex = builder.build("asr", "u1", np.random.default_rng(0))
+        prompts[drop] = vocab.ids_to_units([t for t in ex.input_ids[: ex.prompt_len] if t in vocab.units])
+        items = builder.add_simulated_asr(sim, sim.phonemize([("es", texts[0])], progress=False))
+        s = builder.build("asr", items["es"][0], np.random.default_rng(0))
+        sim_units = vocab.ids_to_units([t for t in s.input_ids[: s.prompt_len] if t in vocab.units])
+        assert (BLANK in sim_units) != drop and len(sim_units) > 5
+    assert prompts[False] == collapse(frames.astype(np.int64)).tolist() == [0, 5, 0, 7, 0, 7, 3, 0]
+    assert prompts[True] == [5, 7, 7, 3]  # a phone said twice across a blank stays two units
+    cfg = alm_debug(vocab, drop_unit_blanks=True)
+    cfg.save_pretrained(tmp_path / "model")
+    assert AlmConfig.from_pretrained(tmp_path / "model").drop_unit_blanks
+    assert not alm_debug(vocab).drop_unit_blanks  # configs saved before the field read as blanks kept

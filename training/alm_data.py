@@ -70,7 +70,7 @@ from alm.prompts import (
 from alm.vocab import TASKS, Vocabulary
 from codec.audio import load_audio
 from codec.base import AudioTokenizer, atomic_write_text
-from codec.units import UnitTokenizer
+from codec.units import PHONE_BLANK, UnitTokenizer
 from training.data.corpus import read_manifest
 from training.data.slu import format_target
 
@@ -321,6 +321,7 @@ class ExampleOptions:
         num_codebooks: ``K`` codec codebooks per frame the model reads and writes.
         input_speech: speech in ASR/SLU/S2ST prompts: ``"units"``, ``"codec"`` or ``"both"``.
         collapse_units: merge runs of repeated units in prompts (shorter inputs).
+        drop_unit_blanks: leave the CTC blank of ``"phone"`` units out of prompts, after collapsing.
         voice_seconds: length of TTS / S2ST voice prompts.
         s2st_text_prob: probability that an S2ST target starts with the target-language text.
         prompt_weight: loss weight on prompt tokens (0: only the target is scored).
@@ -334,6 +335,7 @@ class ExampleOptions:
     num_codebooks: int
     input_speech: str = "units"
     collapse_units: bool = True
+    drop_unit_blanks: bool = False
     voice_seconds: float = 3.0
     s2st_text_prob: float = 0.5
     prompt_weight: float = 0.0
@@ -437,7 +439,9 @@ class ExampleBuilder:
             if task != "asr":
                 raise ValueError(f"simulated item {utt_id} serves ASR only, not {task!r}")
             lang, text, ids = self._simulated[utt_id]
-            ex = asr_example(self.vocab, lang, self._simulator.simulate(ids, rng), text, self.options.prompt_weight)
+            units = self._simulator.simulate(ids, rng)
+            units = units[units != PHONE_BLANK] if self.options.drop_unit_blanks else units
+            ex = asr_example(self.vocab, lang, units, text, self.options.prompt_weight)
             if self.options.ctc_targets:
                 ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
             return ex
@@ -507,7 +511,8 @@ class ExampleBuilder:
 
     def _units(self, utt_id: str) -> np.ndarray:
         u = self.cache.units[utt_id].astype(np.int64)
-        return collapse(u) if self.options.collapse_units else u
+        u = collapse(u) if self.options.collapse_units else u
+        return u[u != PHONE_BLANK] if self.options.drop_unit_blanks else u
 
     def _cut(self, utt_id: str) -> int:
         return int(round(float(self.cache.records[utt_id]["continue_at"]) * self.cache.frame_rate))

@@ -97,6 +97,7 @@ class TrainAlmConfig(TrainConfig):
     num_codebooks: int = 4  # K the model reads and writes (at most the codec's)
     input_speech: str = "units"  # units | codec | both
     collapse_units: bool = True
+    drop_unit_blanks: bool = False  # prompts leave out the phone units' CTC blank (sets the model's drop_unit_blanks)
     temperature: float = 2.0  # task/language sampling p ∝ (n/N)^(1/T); T = 2 is alpha = 0.5
     task_weights: str = ""  # multipliers of the task probabilities, e.g. "asr=2,slu=2" (unnamed tasks: 1)
     bucket_pool: int = 256  # length bucketing: examples drawn, sorted and cut into batches at a time (0: off)
@@ -205,8 +206,8 @@ def build_model(vocab: Vocabulary, cfg: TrainAlmConfig) -> AlmForCausalLM:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; known: {[p.removeprefix('alm_') for p in PRESETS]}")
     config = PRESETS[name](vocab, num_codebooks=cfg.num_codebooks, input_speech=cfg.input_speech,
-                           collapse_units=cfg.collapse_units, voice_seconds=cfg.voice_seconds,
-                           **cfg.model_overrides)
+                           collapse_units=cfg.collapse_units, drop_unit_blanks=cfg.drop_unit_blanks,
+                           voice_seconds=cfg.voice_seconds, **cfg.model_overrides)
     return AlmForCausalLM(config)
 
 
@@ -565,6 +566,10 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         log.info("%s: %.2fM parameters, %s", cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6, vocab)
     if cfg.asr_context_prob > 0:
         state.model.config.asr_context = True  # saved with the weights: long-form decoding may then use it
+    if cfg.drop_unit_blanks and not state.model.config.drop_unit_blanks:
+        if state.units.kind != "phone":
+            raise ValueError(f"drop_unit_blanks needs 'phone' units, not {state.units.kind!r}")
+        state.model.config.drop_unit_blanks = True  # saved with the weights: inference drops them too
     engine = make_engine(state.model, state.optimizer, cfg, device)
     info = engine.info
     main = info.is_main
@@ -580,6 +585,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     options = ExampleOptions(num_codebooks=state.model.config.num_codebooks,
                              input_speech=state.model.config.input_speech,
                              collapse_units=state.model.config.collapse_units,
+                             drop_unit_blanks=state.model.config.drop_unit_blanks,
                              voice_seconds=state.model.config.voice_seconds,
                              s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight,
                              asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0)
