@@ -289,6 +289,82 @@ def _corpus(tmp_path, wavs):
     return corpus
 
 
+def _tone(hz: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_speed_perturbation_resamples_tempo_and_pitch_within_the_length_limits(wavs):
+    from training.augment import AugmentConfig, augment_waveform, speed_perturb
+
+    x = wavs[0].astype(np.float32) / 32768.0
+    for factor in (0.9, 1.1):
+        y = speed_perturb(x, factor)
+        assert y.dtype == np.float32 and abs(len(y) - len(x) / factor) <= 1  # 1.1: ~1/1.1 of the samples
+    assert speed_perturb(x, 1.0) is x
+    spectrum = np.abs(np.fft.rfft(speed_perturb(_tone(1000.0), 1.1)))
+    assert abs(np.argmax(spectrum) * 16000 / (2 * (len(spectrum) - 1)) - 1100) < 5  # pitch rises with tempo
+    cfg = AugmentConfig(speeds=(0.9, 1.0, 1.1))
+    assert cfg.max_stretch == pytest.approx(1 / 0.9)
+    draws = [augment_waveform(wavs[0], cfg, np.random.default_rng(s)) for s in range(16)]
+    assert {len(d) for d in draws} == {len(x), round(len(x) / 0.9), round(len(x) / 1.1)}
+    again = [augment_waveform(wavs[0], cfg, np.random.default_rng(s)) for s in range(16)]
+    assert all(np.array_equal(a, b) for a, b in zip(draws, again, strict=True))  # a seed fixes the draws
+    # a factor that would leave the limits (--max-seconds; the frames CTC needs) is not drawn
+    capped = [augment_waveform(wavs[0], cfg, np.random.default_rng(s), max_samples=len(x)) for s in range(8)]
+    assert max(len(d) for d in capped) <= len(x)
+    floored = [augment_waveform(wavs[0], cfg, np.random.default_rng(s), min_samples=len(x)) for s in range(8)]
+    assert min(len(d) for d in floored) >= len(x)
+    with pytest.raises(ValueError, match="speed"):
+        AugmentConfig(speeds=(0.0,))
+
+
+def test_vtlp_identity_and_direction_and_frequency_masks():
+    from training.augment import AugmentConfig, augment_features, freq_mask, vtlp_warp
+
+    feats = conformer_inputs(torch.from_numpy(_tone(1000.0)))  # [50, 240]: three 80-band frames per unit
+    assert torch.equal(vtlp_warp(feats, 1.0), feats)
+    peak = {a: int(vtlp_warp(feats, a).reshape(-1, 3, 80).mean((0, 1)).argmax()) for a in (0.9, 1.0, 1.1)}
+    assert peak[0.9] < peak[1.0] < peak[1.1], peak  # alpha > 1: a shorter vocal tract, energy moves up
+    up = vtlp_warp(feats, 1.1)
+    assert up.shape == feats.shape and up.dtype == feats.dtype and torch.isfinite(up).all()
+
+    masked = freq_mask(feats, 2, 27, np.random.default_rng(0)).reshape(-1, 3, 80)
+    changed = (masked != feats.reshape(-1, 3, 80)).any(0)  # [3, 80]
+    assert torch.equal(changed[0], changed[1]) and torch.equal(changed[0], changed[2])  # same bands, 3 frames
+    assert 0 < int(changed[0].sum()) <= 2 * 27
+    cfg = AugmentConfig(vtlp=0.1, freq_masks=2)
+    a = augment_features(feats, cfg, np.random.default_rng(3))
+    assert a.shape == feats.shape and a.dtype == torch.float32
+    assert torch.equal(a, augment_features(feats, cfg, np.random.default_rng(3)))
+    assert not torch.equal(a, augment_features(feats, cfg, np.random.default_rng(4)))
+
+
+def test_noise_at_the_asked_snr_and_gain_without_clipping(wavs):
+    from training.augment import AugmentConfig, add_noise, augment_waveform, colored_noise, random_gain
+
+    x = wavs[2].astype(np.float32) / 32768.0
+    for color in ("white", "pink"):
+        for snr in (0.0, 10.0, 25.0):
+            y = add_noise(x, snr, np.random.default_rng(1), color)
+            assert y.shape == x.shape and y.dtype == np.float32
+            measured = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean((y - x).astype(np.float64) ** 2))
+            assert abs(measured - snr) < 0.5, (color, snr, measured)
+        assert np.array_equal(add_noise(x, 10.0, np.random.default_rng(1), color),
+                              add_noise(x, 10.0, np.random.default_rng(1), color))
+    power = np.abs(np.fft.rfft(colored_noise(16000, "pink", np.random.default_rng(0)))) ** 2
+    assert power[10:200].mean() > 10 * power[4000:8000].mean()  # pink: power ~ 1/f
+    g = random_gain(x, 6.0, np.random.default_rng(0))
+    ratio = float(np.max(np.abs(g)) / np.max(np.abs(x)))
+    assert g.dtype == np.float32 and np.max(np.abs(g)) <= 1.0 and 10 ** (-6 / 20) - 1e-6 <= ratio <= 10 ** (6 / 20)
+    cfg = AugmentConfig(noise_snr=(10.0, 20.0), gain_db=6.0)
+    y = augment_waveform(wavs[2], cfg, np.random.default_rng(5))
+    assert y.shape == x.shape and y.dtype == np.float32 and np.max(np.abs(y)) <= 1.0
+    assert np.array_equal(y, augment_waveform(wavs[2], cfg, np.random.default_rng(5)))
+    with pytest.raises(ValueError, match="noise_snr"):
+        AugmentConfig(noise_snr=(20.0, 10.0))
+
+
 def test_phonemize_gives_ipa_symbols_with_word_marks():
     from training.finetune_units import WORD, phonemize
 
@@ -321,6 +397,12 @@ def test_phone_ctc_finetune_learns_resumes_and_saves_units(wavs, hubert_run, tmp
     assert tok.kind == "hubert" and tok.num_units == K and tok.config.info["finetuned"].startswith("phone CTC")
     units = tok.encode(torch.from_numpy(wavs[0].astype(np.float32)))
     assert units.shape == (math.ceil(len(wavs[0]) / 320),) and int(units.max()) < K
+    # waveform augmentation on the raw-audio path (two steps); the log-mel ones need the Conformer
+    aug = [*args[:3], str(tmp_path / "ctc-aug"), *args[4:], "--steps", "2", "--speed-perturb", "0.9,1.1",
+           "--noise-snr", "20,30", "--gain-db", "6"]
+    assert finetune_units.finetune(finetune_units.main_parser().parse_args(aug))["steps"] == 2
+    with pytest.raises(ValueError, match="conformer"):
+        finetune_units.main([*aug, "--vtlp", "0.1"])
 
 
 def tiny_conformer_config(**overrides):
@@ -402,7 +484,7 @@ def test_phone_units_are_the_ctc_heads_decisions_and_survive_save_load(wavs, tmp
         fit.set_phone_head(torch.zeros(K, 32), torch.zeros(K))
 
 
-def test_phone_units_from_a_saved_conformer(wavs, tmp_path):
+def test_phone_units_from_a_saved_conformer(wavs, tmp_path, monkeypatch):
     from training import finetune_units
 
     corpus = _corpus(tmp_path, wavs)
@@ -421,11 +503,47 @@ def test_phone_units_from_a_saved_conformer(wavs, tmp_path):
     assert tok.config.info["init"] == str(tmp_path / "base")
     units = tok.encode(torch.from_numpy(wavs[1].astype(np.float32) / 32768.0))
     assert units.shape == (math.ceil(len(wavs[1]) / 320),) and int(units.max()) < tok.num_units
+    # continued from the saved phone units with every training augmentation on (the recommended flags)
+    calls = {"wave": 0, "feats": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **kw):
+            calls[name] += 1
+            return fn(*a, **kw)
+        return wrapper
+
+    monkeypatch.setattr(finetune_units, "augment_waveform", counted("wave", finetune_units.augment_waveform))
+    monkeypatch.setattr(finetune_units, "augment_features", counted("feats", finetune_units.augment_features))
     again = ["--arch", "conformer", "--init", str(out / "units"), "--phone-units", "--corpus", str(corpus),
-             "--out", str(tmp_path / "again"), "--lr", "1e-4", "--warmup", "1", "--batch-seconds", "6",
-             "--eval-every", "5", "--mask-prob", "0", "--threads", "1", "--steps", "1"]
-    second = finetune_units.finetune(finetune_units.main_parser().parse_args(again))
+             "--lr", "1e-4", "--warmup", "1", "--batch-seconds", "6", "--eval-every", "1", "--mask-prob", "0.05",
+             "--threads", "1", "--speed-perturb", "0.9,1.0,1.1", "--vtlp", "0.1", "--noise-snr", "15,40",
+             "--noise-prob", "0.5", "--gain-db", "6", "--freq-masks", "2"]
+    second = finetune_units.finetune(finetune_units.main_parser().parse_args(
+        [*again, "--out", str(tmp_path / "again"), "--steps", "3"]))
+    assert second["args"]["speed_perturb"] == (0.9, 1.0, 1.1) and second["args"]["noise_snr"] == (15.0, 40.0)
+    assert 3 <= calls["wave"] == calls["feats"] <= 3 * 6  # every training utterance, once per step it is in
+    assert all(math.isfinite(h["loss"]) for h in second["history"])
     assert second["history"][0]["valid_per"] <= report["history"][-1]["valid_per"] + 0.05  # the head came along
+    # killed after its second checkpoint and rerun: the augmentation draws go on as in the uninterrupted run
+    class KilledError(Exception):
+        pass
+
+    saves, atomic_write = [], finetune_units.atomic_write
+
+    def killed_after_two(path, write):
+        atomic_write(path, write)
+        saves.append(path)
+        if len(saves) == 2:
+            raise KilledError
+
+    resumed = [*again, "--out", str(tmp_path / "resumed"), "--steps", "3"]
+    monkeypatch.setattr(finetune_units, "atomic_write", killed_after_two)
+    with pytest.raises(KilledError):
+        finetune_units.finetune(finetune_units.main_parser().parse_args(resumed))
+    monkeypatch.setattr(finetune_units, "atomic_write", atomic_write)
+    third = finetune_units.finetune(finetune_units.main_parser().parse_args(resumed))
+    assert [(h["loss"], h["valid_per"]) for h in third["history"]] == \
+        [(h["loss"], h["valid_per"]) for h in second["history"]]
 
 
 def test_shipped_phone_units_read_the_phones_of_held_out_voices(held_out_speech) -> None:
