@@ -25,6 +25,13 @@ Libovicky & Helcl 2018; 2 leaves 0.2% unalignable)::
 
     h [B, T', D] --Linear(D, k V)--> [B, T', k V] --reshape--> CTC log-probs [B, k T', V]    (k = ctc_upsample)
 
+Guided attention (Tachibana et al. 2017), on when ``guided_attention_weight > 0``: a BiLSTM listener can let the
+attention sit on one frame that summarizes the utterance (the last one, measured here), and the speller then
+writes language-model guesses while the CTC head on the same frames aligns fine. The penalty of
+:func:`legacy_seq2seq.guided_attention.guided_attention_loss` on the attention ``[B, U, T']`` (output step ``u`` of
+``U_b`` x listener frame ``t`` of ``T'_b``; 0 on the diagonal ``t / T'_b = u / U_b``, up to 1 off it) is added to
+the loss in training mode, as Tacotron 2's; the trainer turns it off after ``guided_attention_steps``.
+
 Training (:meth:`LASModel.forward`) is teacher-forced; scheduled sampling (Bengio et al. 2015) feeds, with
 probability ``sampling_prob`` per utterance and step, a token sampled from the model's own previous output
 distribution instead (training mode only; keep it 0 at the start, then ramp it with :func:`sampling_schedule`).
@@ -45,6 +52,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from legacy_seq2seq.checkpoint import load_model_dir, save_model_dir
 from legacy_seq2seq.ctc import ctc_greedy_decode
+from legacy_seq2seq.guided_attention import GUIDED_ATTENTION_G, guided_attention_loss
 from legacy_seq2seq.las_attention import AttentionState, EncoderMemory, LocationAwareAttention
 from legacy_seq2seq.mocha import MonotonicChunkwiseAttention
 from legacy_seq2seq.text import BLANK_ID
@@ -87,6 +95,10 @@ class LASConfig:
             this field load with 0.0 (no head).
         ctc_upsample: CTC frames per listener frame ``k`` (only with ``ctc_weight > 0``); 2 gives 25 CTC
             frames/s at the 8x pyramid, enough for character targets.
+        guided_attention_weight: weight of the guided (diagonal) attention loss added to the loss in training
+            mode (:meth:`LASModel.forward` can override it, e.g. 0 after the first steps); 0 leaves it out. Configs
+            saved before this field load with 0.0.
+        guided_attention_g: the diagonal band's width ``g`` (Tacotron 2's :data:`GUIDED_ATTENTION_G`).
         schema_version: version of this config's layout.
     """
 
@@ -113,6 +125,8 @@ class LASConfig:
     sampling_prob: float = 0.0
     ctc_weight: float = 0.0
     ctc_upsample: int = 1
+    guided_attention_weight: float = 0.0
+    guided_attention_g: float = GUIDED_ATTENTION_G
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -135,6 +149,9 @@ class LASConfig:
             raise ValueError(f"ctc_weight > 0: the CTC blank is id {BLANK_ID}, which must be the pad_id (never a "
                              f"target) and neither sos_id nor eos_id; got pad_id={self.pad_id}, "
                              f"sos_id={self.sos_id}, eos_id={self.eos_id}")
+        if self.guided_attention_weight < 0 or self.guided_attention_g <= 0:
+            raise ValueError(f"guided_attention_weight must be >= 0 and guided_attention_g > 0, got "
+                             f"{self.guided_attention_weight} and {self.guided_attention_g}")
 
     @property
     def time_reduction(self) -> int:
@@ -153,13 +170,17 @@ class LASOutput:
 
     Attributes:
         loss: scalar, what is optimized: ``attention_loss``, or with a CTC head
-            ``ctc_weight * ctc_loss + (1 - ctc_weight) * attention_loss``.
+            ``ctc_weight * ctc_loss + (1 - ctc_weight) * attention_loss``; in training mode plus
+            ``guided_attention_weight * guided_loss``.
         logits: ``[B, U, V]``.
         attention: ``[B, U, T']`` attention weights of every output step.
         encoder_lengths: ``[B]`` valid listener frames ``T'_b``.
         attention_loss: scalar, label-smoothed cross-entropy averaged over non-pad target tokens.
         ctc_loss: scalar CTC loss (per utterance divided by its label count, then averaged; utterances CTC
             cannot align count zero), or None without a CTC head.
+        guided_loss: scalar guided attention loss (unweighted, in ``[0, 1]``: 0 on the diagonal), computed in
+            training and eval mode whenever ``config.guided_attention_weight > 0`` (eval: a measure of how diagonal
+            the attention is), else None.
     """
 
     loss: torch.Tensor
@@ -168,6 +189,7 @@ class LASOutput:
     encoder_lengths: torch.Tensor
     attention_loss: torch.Tensor
     ctc_loss: torch.Tensor | None = None
+    guided_loss: torch.Tensor | None = None
 
 
 @dataclass
@@ -390,7 +412,8 @@ class LASModel(nn.Module):
         return logits, LASState(h=hs, c=cs, context=context, attention=att_state, weights=weights)
 
     def forward(
-        self, features: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, sampling_prob: float | None = None
+        self, features: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, sampling_prob: float | None = None,
+        guided_attention_weight: float | None = None,
     ) -> LASOutput:
         """Teacher-forced (optionally scheduled-sampling) loss.
 
@@ -400,6 +423,8 @@ class LASModel(nn.Module):
             targets: ``[B, U]`` token ids, each transcript ending with ``eos_id``, padded with ``pad_id``. The
                 speller reads ``[sos_id, targets[:, :-1]]``.
             sampling_prob: overrides ``config.sampling_prob`` (training mode only).
+            guided_attention_weight: overrides ``config.guided_attention_weight`` in the loss (training mode, and
+                only where the config's weight is > 0; the trainer passes 0 after ``guided_attention_steps``).
 
         Returns:
             :class:`LASOutput` with the loss (joint CTC-attention with a CTC head), logits ``[B, U, V]`` and
@@ -429,8 +454,16 @@ class LASModel(nn.Module):
         if self.ctc_head is not None:
             ctc_loss = self.ctc_loss(memory, targets)
             loss = cfg.ctc_weight * ctc_loss + (1 - cfg.ctc_weight) * att_loss
-        return LASOutput(loss=loss, logits=logits, attention=torch.stack(all_weights, dim=1),
-                         encoder_lengths=memory.lengths, attention_loss=att_loss, ctc_loss=ctc_loss)
+        attention = torch.stack(all_weights, dim=1)  # [B, U, T']
+        guided_loss = None
+        if cfg.guided_attention_weight > 0:
+            steps = (targets != cfg.pad_id).sum(1)  # U_b: the characters and the end id
+            guided_loss = guided_attention_loss(attention, memory.lengths, steps, cfg.guided_attention_g)
+            weight = cfg.guided_attention_weight if guided_attention_weight is None else guided_attention_weight
+            if self.training and weight > 0:
+                loss = loss + weight * guided_loss
+        return LASOutput(loss=loss, logits=logits, attention=attention, encoder_lengths=memory.lengths,
+                         attention_loss=att_loss, ctc_loss=ctc_loss, guided_loss=guided_loss)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors`` to ``directory`` atomically (temp dir, then rename)."""

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from legacy_seq2seq.checkpoint import load_model_dir, save_model_dir
+from legacy_seq2seq.guided_attention import GUIDED_ATTENTION_G, guided_attention_loss
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-GUIDED_ATTENTION_G = 0.2  # width of the diagonal band (Tachibana et al. 2017)
 
 
 @dataclass(frozen=True)
@@ -118,34 +118,6 @@ def stop_token_loss(stop_logits: torch.Tensor, lengths: torch.Tensor, pos_weight
     weight = valid * (1.0 + (pos_weight - 1.0) * target)
     per_frame = F.binary_cross_entropy_with_logits(stop_logits, target, reduction="none")
     return (per_frame * weight).sum() / weight.sum()
-
-
-def guided_attention_loss(alignments: torch.Tensor, text_lengths: torch.Tensor, decoder_lengths: torch.Tensor,
-                          g: float = GUIDED_ATTENTION_G) -> torch.Tensor:
-    """Penalty for attention far from the diagonal: per decoder step, the attention mass off the diagonal band,
-    ``sum_n A[t, n] * (1 - exp(-(n/N - t/T)^2 / (2 g^2)))``, averaged over the valid steps.
-
-    Tachibana et al. (2017) average ``A * W`` over all ``(t, n)`` cells instead; since each step's weights sum to 1,
-    that mean is at most ``1/N`` and its gradient shrinks with the text length (measured here: with 60-100
-    characters it was ~0.01 beside a mel loss of ~0.5, and a CPU run did not align). Summing over the symbols keeps
-    the same minimiser with a scale in ``[0, 1]`` whatever the length.
-
-    Args:
-        alignments: ``[B, T, L]`` attention weights (decoder step x symbol).
-        text_lengths: ``[B]`` valid symbols ``N`` per item.
-        decoder_lengths: ``[B]`` valid decoder steps ``T`` per item.
-        g: band width; 0.2 as in Tachibana et al. (2017).
-
-    Returns:
-        Scalar in ``[0, 1]``: 0 for a perfectly diagonal alignment, near 1 for one far from it.
-    """
-    _, T, L = alignments.shape
-    t = torch.arange(T, device=alignments.device).float()[None, :, None] / decoder_lengths.float()[:, None, None]
-    n = torch.arange(L, device=alignments.device).float()[None, None, :] / text_lengths.float()[:, None, None]
-    weight = 1.0 - torch.exp(-((n - t) ** 2) / (2 * g * g))  # [B, T, L]
-    steps = _mask(decoder_lengths, T)
-    valid = (steps[:, :, None] & _mask(text_lengths, L)[:, None, :]).float()
-    return (alignments * weight * valid).sum() / steps.float().sum().clamp_min(1.0)
 
 
 def _mask(lengths: torch.Tensor, size: int) -> torch.Tensor:

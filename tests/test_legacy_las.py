@@ -1,7 +1,9 @@
 """LAS baseline: pyramid lengths, padding invariance, attention normalization, a tiny model that learns, decoding
 (beam 1 == greedy, termination), scheduled sampling, save/load, alignment plots, MoChA (expected alignment
 against its sequential recurrence, hard monotonic streaming inference), and joint CTC-attention (the CTC head's
-loss and learning, save/load and old configs, CTC prefix scores against brute force, joint beam search)."""
+loss and learning, save/load and old configs, CTC prefix scores against brute force, joint beam search), and the
+guided (diagonal) attention loss (diagonal vs stuck attention, per-utterance lengths, its pull towards the diagonal,
+its weight in the loss, save/load and old configs)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 from legacy_seq2seq.alignment_plot import plot_alignment
 from legacy_seq2seq.checkpoint import CheckpointError
 from legacy_seq2seq.ctc_prefix_score import CTCPrefixScorer
+from legacy_seq2seq.guided_attention import GUIDED_ATTENTION_G, guided_attention_loss
 from legacy_seq2seq.las import LASConfig, LASModel, pyramid_lengths, sampling_schedule
 from legacy_seq2seq.las_attention import AttentionState
 from legacy_seq2seq.las_decoding import LASDecodingOptions, beam_search, decode, greedy_decode
@@ -408,3 +411,102 @@ def test_loss_module_reports_the_ctc_and_attention_losses() -> None:
     plain = LossModule("las", tiny_model())
     plain(features=feats, lengths=lens, targets=CTC_TARGETS[:2])
     assert plain.terms == {}
+
+
+# --- guided (diagonal) attention --------------------------------------------------------------------------------
+GUIDED_TARGETS = torch.tensor([[3, 4, 5, 6, 7, 3, EOS, PAD], [6, 7, 3, 3, 5, EOS, PAD, PAD],
+                               [5, 5, 4, EOS, PAD, PAD, PAD, PAD]])
+
+
+def _one_hot_attention(steps: list[int], frames: list[int], where: str) -> torch.Tensor:
+    """``[B, 8, 16]`` one-hot attention: output step ``u`` on frame ``2 u`` (``where="diagonal"``, with frames
+    ``= 2 steps`` exactly on ``t / T' = u / U``) or on the last valid frame; padding cells hold garbage (5.0)."""
+    attention = torch.full((len(steps), 8, 16), 5.0)
+    for b, (n_steps, n_frames) in enumerate(zip(steps, frames)):
+        attention[b, :n_steps, :n_frames] = 0.0
+        for u in range(n_steps):
+            attention[b, u, 2 * u if where == "diagonal" else n_frames - 1] = 1.0
+    return attention
+
+
+def test_guided_loss_is_zero_on_the_diagonal_and_large_on_the_last_frame() -> None:
+    steps, frames = [7, 6, 4], [14, 12, 8]  # LAS layout [B, U, T'] with U_b output steps, T'_b listener frames
+    u_len, t_len = torch.tensor(steps), torch.tensor(frames)
+    diagonal = guided_attention_loss(_one_hot_attention(steps, frames, "diagonal"), t_len, u_len)
+    stuck = guided_attention_loss(_one_hot_attention(steps, frames, "last"), t_len, u_len)
+    assert float(diagonal) == pytest.approx(0.0, abs=1e-6)  # the padding's garbage never counts
+    # stuck on the last frame: step u is (1 - u/U - 1/T') off the diagonal; at g = 0.2 that costs ~0.75 here
+    assert 0.5 < float(stuck) < 1.0
+
+
+def test_guided_loss_respects_each_utterances_lengths() -> None:
+    torch.manual_seed(0)
+    steps, frames = [7, 3, 5], [9, 16, 4]
+    attention = torch.rand(3, 8, 16)
+    mask = (torch.arange(8)[None, :, None] < torch.tensor(steps)[:, None, None]) \
+        & (torch.arange(16)[None, None, :] < torch.tensor(frames)[:, None, None])
+    u_len, t_len = torch.tensor(steps), torch.tensor(frames)
+    loss = guided_attention_loss(attention, t_len, u_len)
+    garbage = torch.where(mask, attention, torch.full_like(attention, 100.0))  # padding cells never count
+    torch.testing.assert_close(guided_attention_loss(garbage, t_len, u_len), loss)
+    # = each utterance alone (cropped to its lengths), weighted by its valid steps
+    alone = [float(guided_attention_loss(attention[b : b + 1, :u, :t], torch.tensor([t]), torch.tensor([u]))) * u
+             for b, (u, t) in enumerate(zip(steps, frames))]
+    assert float(loss) == pytest.approx(sum(alone) / sum(steps), rel=1e-5)
+
+
+def test_las_forward_adds_the_weighted_guided_loss_in_training_only() -> None:
+    feats, lens = padded_batch([96, 80, 64], seed=1)
+    assert tiny_model()(feats, lens, GUIDED_TARGETS).guided_loss is None  # weight 0: not computed
+    model = tiny_model(seed=3, guided_attention_weight=5.0, ctc_weight=0.3, ctc_upsample=2).train()
+    out = model(feats, lens, GUIDED_TARGETS)
+    direct = guided_attention_loss(out.attention, out.encoder_lengths, torch.tensor([7, 6, 4]), GUIDED_ATTENTION_G)
+    torch.testing.assert_close(out.guided_loss, direct)
+    assert out.encoder_lengths.tolist() == [12, 10, 8] and 0 < out.guided_loss.item() < 1
+    torch.testing.assert_close(out.loss, 0.3 * out.ctc_loss + 0.7 * out.attention_loss + 5.0 * out.guided_loss)
+    off = model(feats, lens, GUIDED_TARGETS, guided_attention_weight=0.0)  # the trainer's switch after N steps
+    assert off.guided_loss is not None
+    torch.testing.assert_close(off.loss, 0.3 * off.ctc_loss + 0.7 * off.attention_loss)
+    with torch.no_grad():  # eval: measured (valid_guided_loss), not added
+        ev = model.eval()(feats, lens, GUIDED_TARGETS)
+    assert ev.guided_loss is not None
+    torch.testing.assert_close(ev.loss, 0.3 * ev.ctc_loss + 0.7 * ev.attention_loss)
+
+
+def test_guided_loss_alone_pulls_the_attention_onto_the_diagonal() -> None:
+    model = tiny_model(seed=0, guided_attention_weight=1.0).train()
+    feats, lens = padded_batch([96, 80, 64], seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(30):
+        out = model(feats, lens, GUIDED_TARGETS)
+        opt.zero_grad()
+        out.guided_loss.backward()
+        opt.step()
+        history.append(out.guided_loss.item())
+    assert history[-1] < 0.5 * history[0], history
+    with torch.no_grad():
+        out = model.eval()(feats, lens, GUIDED_TARGETS)
+    position = (out.attention * torch.arange(out.attention.size(2))).sum(-1)  # [B, U] expected listener frame
+    for b, (u, t) in enumerate(zip([7, 6, 4], out.encoder_lengths.tolist())):
+        assert position[b, u - 1] - position[b, 0] > t / 3, position[b, :u]  # it moves along the utterance
+
+
+def test_guided_attention_config_is_validated_saved_and_defaulted(tmp_path: Path) -> None:
+    for bad in (dict(guided_attention_weight=-1.0), dict(guided_attention_g=0.0)):
+        with pytest.raises(ValueError, match="guided_attention"):
+            tiny_config(**bad)
+    model = tiny_model(seed=1, guided_attention_weight=5.0, guided_attention_g=0.3)
+    model.save_pretrained(tmp_path / "las")
+    loaded = LASModel.from_pretrained(tmp_path / "las")
+    assert loaded.config == model.config
+    assert (loaded.config.guided_attention_weight, loaded.config.guided_attention_g) == (5.0, 0.3)
+    config_path = tmp_path / "las" / "config.json"
+    fields = json.loads(config_path.read_text())
+    del fields["guided_attention_weight"], fields["guided_attention_g"]  # as written before guided attention
+    config_path.write_text(json.dumps(fields))
+    old = LASModel.from_pretrained(tmp_path / "las")
+    assert (old.config.guided_attention_weight, old.config.guided_attention_g) == (0.0, GUIDED_ATTENTION_G)
+    feats, lens = padded_batch([40, 24])
+    with torch.no_grad():
+        assert old(feats, lens, CTC_TARGETS[:2, :3]).guided_loss is None

@@ -27,7 +27,7 @@ from training.legacy.steps import LossModule, evaluate, make_batch
 from training.train_legacy import LegacyResult, main, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
-LAS_CTC = {"ctc_weight": 0.3, "ctc_upsample": 2}  # as training/configs/legacy_las.yaml
+LAS_CTC = {"ctc_weight": 0.3, "ctc_upsample": 2, "guided_attention_weight": 5.0}  # as training/configs/legacy_las.yaml
 CLASSES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",
            "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator", "translatotron": "Translatotron"}
 STEPS = 4
@@ -81,6 +81,8 @@ def test_shipped_configs_load(path: Path) -> None:
     config = model_config(kind, cfg.preset, 40, 80, cfg.model_overrides)
     if kind == "las":  # the recipe trains with joint CTC-attention
         assert (config.ctc_weight, config.ctc_upsample) == (LAS_CTC["ctc_weight"], LAS_CTC["ctc_upsample"])
+        assert config.guided_attention_weight == LAS_CTC["guided_attention_weight"]  # and guided attention
+        assert 0 < cfg.guided_attention_steps < cfg.steps
     if kind == "fastspeech2":
         assert cfg.durations_from
 
@@ -116,7 +118,8 @@ def test_debug_run_writes_a_loadable_final(kind: str, runs: Runs) -> None:
         assert loaded.model.config.ctc_weight == LAS_CTC["ctc_weight"] and loaded.model.ctc_head is not None
         logged = [h for h in result.history if h.get("loss") is not None]
         assert all(h["ctc_loss"] > 0 and math.isfinite(h["attention_loss"]) for h in logged)
-        assert {"valid_ctc_loss", "valid_attention_loss", "ctc_cer", "ctc_wer"} <= set(evals[-1])
+        assert all(0 <= h["guided_loss"] <= 1 for h in logged)  # guided attention (the default 1000 steps)
+        assert {"valid_ctc_loss", "valid_attention_loss", "valid_guided_loss", "ctc_cer", "ctc_wer"} <= set(evals[-1])
         assert all(isinstance(s["ctc_hypothesis"], str) for s in samples)
     if kind == "hifigan":  # two warm-up steps (generator alone), then two GAN steps
         logged = [h for h in result.history if h.get("loss") is not None]

@@ -15,7 +15,8 @@ Setup -> train -> save, visibly:
    :func:`training.distributed.make_engine` (plain or DeepSpeed; HiFi-GAN's two optimizers: plain only);
    AdamW, linear warmup then cosine decay, clipping, gradient accumulation, non-finite steps skipped and counted;
    LAS with ``ctc_weight > 0`` (``model_overrides``) optimizes the joint CTC-attention loss and logs its
-   ``attention_loss`` and ``ctc_loss`` next to it;
+   ``attention_loss`` and ``ctc_loss`` next to it; with ``guided_attention_weight > 0`` (``model_overrides``) it
+   adds the guided attention loss for the first ``guided_attention_steps`` and logs ``guided_loss`` (all steps);
 4. every ``eval_every`` steps: valid loss; ASR: greedy CER/WER of a few valid utterances, their hypotheses logged
    and appended to ``OUT/samples.jsonl``; LAS, Tacotron 2: ``OUT/alignments/step-N.png``; TTS: valid mel L1;
    HiFi-GAN: mel L1 of resynthesis; ``OUT/training_curves.png``;
@@ -284,6 +285,8 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         else:
             step_loss, applied, terms = 0.0, True, {}
             weight = cfg.guided_attention_weight if step < cfg.guided_attention_steps else 0.0
+            if kind == "las":  # LAS's weight is its model config's (model_overrides); the same steps switch it off
+                weight = model.config.guided_attention_weight if step < cfg.guided_attention_steps else 0.0
             for _ in range(cfg.grad_accum):
                 loss = engine(**make_batch(data, take(), device, weight))
                 if engine.all_finite(loss.detach()):

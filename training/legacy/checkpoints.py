@@ -118,7 +118,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     with png_figure(path, 1, 2) as (_, ax):
         if train:
             ax[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss")
-        for key in ("attention_loss", "ctc_loss"):  # the parts of LAS's joint CTC-attention loss
+        for key in ("attention_loss", "ctc_loss", "guided_loss"):  # the parts of LAS's joint loss
             pts = [(h["step"], h[key]) for h in train if h.get(key) is not None]
             if pts:
                 ax[0].plot(*zip(*pts), label=key)

@@ -47,8 +47,9 @@ class LegacyTrainConfig(TrainConfig):
     num_samples: int = 4  # ASR: valid utterances decoded (CER/WER, logged next to their references) per eval
     eval_utterances: int = 16  # valid utterances for the valid loss / mel L1
     # Tacotron 2
-    guided_attention_steps: int = 1000  # steps trained with the guided attention loss, then weight 0
-    guided_attention_weight: float = 1.0  # its weight during those steps (Tacotron 2 and Translatotron)
+    guided_attention_steps: int = 1000  # steps trained with the guided attention loss, then weight 0 (LAS too)
+    guided_attention_weight: float = 1.0  # its weight during those steps (Tacotron 2 and Translatotron; LAS reads
+    # its own LASConfig.guided_attention_weight from model_overrides)
     # FastSpeech 2
     durations_from: str | None = None  # a trained Tacotron 2 or CTC directory: durations from its alignments (required)
     # HiFi-GAN

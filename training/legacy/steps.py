@@ -6,7 +6,8 @@ resynthesis).
 Batches (tensors on the device) by model, ``B`` utterances, ``T`` frames, ``U`` characters, ``L`` symbols::
 
     ctc, rnnt     features [B, T, n_mels], lengths [B], targets [B, U] (0-padded), target_lengths [B]
-    las           features, lengths, targets [B, U + 1] (characters, then the end id; 0-padded)
+    las           features, lengths, targets [B, U + 1] (characters, then the end id; 0-padded), attention_weight
+                  (the guided attention weight: LASConfig's, 0 after guided_attention_steps)
     tacotron2     text_ids [B, L], text_lengths [B], mels [B, T, n_mels], mel_lengths [B], attention_weight
     fastspeech2   text_ids, text_lengths, durations [B, L], pitch [B, T], energy [B, T], mels [B, T, n_mels]
     hifigan       wav [B, S] (random segments; the generator reads their log-mel)
@@ -86,7 +87,8 @@ class LegacyData:
 class LossModule(nn.Module):
     """A text model with its training loss: ``forward(**batch)`` -> scalar loss (what the engine calls);
     :attr:`model` is the module that is saved. :attr:`terms` holds the last call's loss components worth logging
-    (detached scalars; LAS with a CTC head: ``attention_loss`` and ``ctc_loss``; empty otherwise)."""
+    (detached scalars; LAS with a CTC head or guided attention: ``attention_loss`` and ``ctc_loss`` and/or
+    ``guided_loss``; empty otherwise)."""
 
     def __init__(self, kind: str, model: nn.Module) -> None:
         super().__init__()
@@ -100,9 +102,11 @@ class LossModule(nn.Module):
         if self.kind in ("ctc", "rnnt"):
             return m.loss(b["features"], b["lengths"], b["targets"], b["target_lengths"])
         if self.kind == "las":
-            out = m(b["features"], b["lengths"], b["targets"])
-            if out.ctc_loss is not None:  # the joint CTC-attention loss: log both parts
-                self.terms = {"attention_loss": out.attention_loss.detach(), "ctc_loss": out.ctc_loss.detach()}
+            out = m(b["features"], b["lengths"], b["targets"],
+                    guided_attention_weight=float(b["attention_weight"]) if "attention_weight" in b else None)
+            extra = {"ctc_loss": out.ctc_loss, "guided_loss": out.guided_loss}  # parts of a joint loss: log them all
+            extra = {key: value.detach() for key, value in extra.items() if value is not None}
+            self.terms = {"attention_loss": out.attention_loss.detach(), **extra} if extra else {}
             return out.loss
         if self.kind == "tacotron2":
             return m(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"], float(b["attention_weight"])).loss
@@ -125,6 +129,8 @@ def make_batch(data: LegacyData, ids: list[str], device: torch.device, attention
         b = {"features": t["mels"], "lengths": t["mel_lengths"], "targets": torch.from_numpy(symbols)}
         if data.kind != "las":
             b["target_lengths"] = torch.from_numpy(symbol_lengths)
+        else:
+            b["attention_weight"] = attention_weight
     else:
         b = {"text_ids": torch.from_numpy(symbols), "text_lengths": torch.from_numpy(symbol_lengths), **t}
         if data.kind == "tacotron2":
