@@ -31,3 +31,26 @@ def test_unit_phone_errors_deletions_and_insertions():
 def test_unit_phone_errors_all_blank_units_are_all_deletions():
     per = unit_phone_errors({"u1": np.zeros(5, dtype=np.uint16)}, RECORDS, TABLE, INVENTORY)
     assert per["test"] == pytest.approx({"phones": 2, "per": 1.0, "sub": 0.0, "del": 1.0, "ins": 0.0})
+
+
+def test_unit_phone_errors_script_scores_a_tokenizer_per_voice(tmp_path):
+    """benchmarks/unit_phone_errors.py: a saved 'phone' tokenizer scored on a two-utterance corpus, per voice."""
+    import json
+
+    import soundfile as sf
+
+    from benchmarks.unit_phone_errors import main
+    from tests.test_phone_sim import _phone_units
+
+    _phone_units().save_pretrained(tmp_path / "units")
+    rng = np.random.default_rng(0)
+    lines = []
+    for n, (speaker, split) in enumerate([("v1", "test"), ("v2", "test"), ("v3", "train")]):
+        sf.write(tmp_path / f"u{n}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+        lines.append(json.dumps({"id": f"u{n}", "path": f"u{n}.wav", "text": "la mesa", "lang": "es",
+                                 "speaker": speaker, "split": split, "tasks": ["asr"]}))
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    per = main(["--corpus", str(tmp_path), "--units", str(tmp_path / "units"), "--out", str(tmp_path / "r")])
+    assert set(per) == {"test", "test/es", "test/v1", "test/v2"}  # the train utterance is not scored
+    assert per["test"]["phones"] == 2 * per["test/v1"]["phones"] > 0 and per["test"]["per"] >= 0.0
+    assert "| test/v1 |" in (tmp_path / "r.md").read_text() and (tmp_path / "phones.json").is_file()
