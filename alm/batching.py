@@ -146,7 +146,8 @@ def generate_rows(model: AudioLanguageModel, task: str, rows: Sequence[_Row], jo
     overrides = {**options.generate_kwargs(), "max_new_tokens": max(budgets)}
     config = generation_config_for(vocab, task, 0, num_codebooks=k, strategy="greedy", **overrides)
     processors = [TaskConstraintLogitsProcessor(vocab, task, width, num_codebooks=k, max_new_tokens=r.budget,
-                                                min_frames=jobs[r.job].min_frames, s2st_text=jobs[r.job].s2st_text)
+                                                min_frames=jobs[r.job].min_frames, s2st_text=jobs[r.job].s2st_text,
+                                                asr_units=bool(getattr(model.model.config, "asr_word_phones", False)))
                   for r in rows]
     out = model.model.generate(input_ids, attention_mask=mask, generation_config=config,
                                logits_processor=LogitsProcessorList([RowConstraints(processors, budgets, width)]),

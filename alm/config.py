@@ -11,6 +11,7 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``drop_unit_blanks``: whether prompt units leave out the CTC blank of ``"phone"`` units (phones only);
 - ``voice_seconds``: length of the voice prompts (TTS, S2ST) the model was trained with;
 - ``asr_context``: whether ASR prompts may carry earlier text (the previous chunk's, in long-form decoding);
+- ``asr_word_phones``: whether ASR output spells each word's phones (unit ids) before the word's text ids;
 - ``schema_version``: bumped when the meaning of a field changes.
 
 Presets are factory functions (``alm_debug`` … ``alm_base``) taking the vocabulary (or its layout).
@@ -44,6 +45,9 @@ class AlmConfig(LlamaConfig):
         voice_seconds: seconds of the voice prompt (codec tokens of the target voice) in TTS / S2ST prompts.
         asr_context: the model was trained with ASR prompts that sometimes carry earlier text
             (``<asr> <lang> <text> … </text> <units> …``), so long-form decoding may feed it the previous chunk's.
+        asr_word_phones: the model was trained to write ASR output as "copy, then spell": before each word's
+            text ids come the word's phones as unit ids (``<text> p p p word p p word … </text>``; "phone"
+            units only). Decoding then allows unit ids inside the ASR text segment and drops them from the text.
         rope_theta: RoPE base; stored in ``rope_parameters`` as transformers 5 expects.
         schema_version: version of this config's schema (:data:`SCHEMA_VERSION`).
     """
@@ -57,6 +61,7 @@ class AlmConfig(LlamaConfig):
     drop_unit_blanks: bool = False
     voice_seconds: float = 3.0
     asr_context: bool = False
+    asr_word_phones: bool = False
     rope_theta: float = 10000.0
     schema_version: int = SCHEMA_VERSION
 

@@ -56,10 +56,13 @@ class TaskConstraintLogitsProcessor(LogitsProcessor):
         min_frames: shortest audio (frames) before ``</audio>`` is allowed.
         s2st_text: S2ST only: ``True`` forces a text segment first, ``False`` forbids it, ``None`` lets the model
             choose.
+        asr_units: ASR only: unit ids are allowed inside the text segment (a model with
+            ``AlmConfig.asr_word_phones`` spells each word's phones before it).
     """
 
     def __init__(self, vocab: Vocabulary, task: str, prompt_len: int, *, num_codebooks: int | None = None,
-                 max_new_tokens: int | None = None, min_frames: int = 1, s2st_text: bool | None = None) -> None:
+                 max_new_tokens: int | None = None, min_frames: int = 1, s2st_text: bool | None = None,
+                 asr_units: bool = False) -> None:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known: {TASKS}")
         self.vocab = vocab
@@ -69,13 +72,15 @@ class TaskConstraintLogitsProcessor(LogitsProcessor):
         self.max_new_tokens = max_new_tokens
         self.min_frames = min_frames
         self.s2st_text = s2st_text
+        self.asr_units = asr_units
         self._masks: dict[tuple[TokenRange, ...], torch.Tensor] = {}
 
     def allowed(self, generated: TokenIds) -> list[TokenRange]:
         """Allowed id ranges after one row's output so far ``[G]``."""
         remaining = None if self.max_new_tokens is None else self.max_new_tokens - len(generated)
         return allowed_next(self.vocab, self.task, generated, num_codebooks=self.num_codebooks,
-                            remaining=remaining, min_frames=self.min_frames, s2st_text=self.s2st_text)
+                            remaining=remaining, min_frames=self.min_frames, s2st_text=self.s2st_text,
+                            asr_units=self.asr_units)
 
     def _mask(self, ranges: list[TokenRange], width: int, device: torch.device) -> torch.Tensor:
         key = tuple(ranges)
@@ -191,7 +196,8 @@ def generate_for_task(model: PreTrainedModel, vocab: Vocabulary, task: str | Non
                                    strategy=strategy, **overrides)
     constraint = TaskConstraintLogitsProcessor(vocab, task, prompt.shape[1], num_codebooks=k,
                                                max_new_tokens=config.max_new_tokens, min_frames=min_frames,
-                                               s2st_text=s2st_text)
+                                               s2st_text=s2st_text,
+                                               asr_units=bool(getattr(model.config, "asr_word_phones", False)))
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
     out = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config,

@@ -9,6 +9,9 @@ One decoder does every task; the task is nothing but the prompt (DESIGN.md, task
     slu       <slu> <lang> <units> u… </units>                      -> <text> intent | slot = value </text> <eos>
     continue  <continue> <audio> c…                                 -> c… </audio> <eos>
 
+A model trained with ``AlmConfig.asr_word_phones`` writes its ASR text "copied, then spelled": each word's
+phones (unit ids) before the word (:func:`spelled_text`); :func:`parse_output` keeps the text ids only.
+
 ``u`` are unit ids, ``c`` codec ids flattened frame-major (see :mod:`alm.vocab`). The SLU target text is
 what ``training.data.slu.format_target`` writes (the caller formats it; ``alm`` does not import ``training``).
 
@@ -153,10 +156,33 @@ def with_speech_input(vocab: Vocabulary, prompt: list[int], mode: str, codes: Co
 
 # --- examples (training) -------------------------------------------------------------------------------------
 def asr_example(vocab: Vocabulary, lang: str, units: TokenIds, text: str, prompt_weight: float = 0.0,
-                context: str | None = None) -> Example:
-    """ASR pair: :func:`asr_prompt` -> ``<text> text </text> <eos>`` (text as given: normalize it first)."""
-    target = [*_wrap(vocab, "text", vocab.encode_text(text)), vocab.eos_id]
+                context: str | None = None, word_phones: list[TokenIds] | None = None) -> Example:
+    """ASR pair: :func:`asr_prompt` -> ``<text> text </text> <eos>`` (text as given: normalize it first).
+
+    With ``word_phones`` (one unit-id sequence per whitespace-separated word of ``text``) the target is "copy,
+    then spell": ``<text> p… w… p… w… </text> <eos>``, each word's phones as unit ids before its text ids
+    (:func:`spelled_text`; for models with ``AlmConfig.asr_word_phones``).
+    """
+    body = vocab.encode_text(text) if word_phones is None else spelled_text(vocab, text, word_phones)
+    target = [*_wrap(vocab, "text", body), vocab.eos_id]
     return _example(asr_prompt(vocab, lang, units, context), target, prompt_weight)
+
+
+def spelled_text(vocab: Vocabulary, text: str, word_phones: list[TokenIds]) -> list[int]:
+    """Text ids of ``text`` with each word's phones (unit ids) in front of the word: ``[p… w… p… w…]``.
+
+    The words are ``text.split()``; the byte-level BPE splits at spaces, so the text ids alone are those of
+    ``" ".join(text.split())`` and :func:`parse_output` reads the text back unchanged. A word may have no phones
+    (punctuation alone); ``word_phones`` must have one entry per word.
+    """
+    words = text.split()
+    if len(word_phones) != len(words):
+        raise VocabularyError(f"{len(word_phones)} phone sequences for {len(words)} words of {text!r}")
+    out: list[int] = []
+    for i, (word, phones) in enumerate(zip(words, word_phones)):
+        out += vocab.units_to_ids(phones) if len(phones) else []
+        out += vocab.encode_text(word if i == 0 else " " + word)
+    return out
 
 
 def tts_example(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None, target_codes: Codes,
@@ -234,7 +260,7 @@ def output_state(vocab: Vocabulary, task: str, generated: TokenIds) -> OutputSta
 
 def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codebooks: int | None = None,
                  remaining: int | None = None, min_frames: int = 1, s2st_text: bool | None = None,
-                 ) -> list[TokenRange]:
+                 asr_units: bool = False) -> list[TokenRange]:
     """Id ranges the task may emit after ``generated`` (the output so far, prompt excluded).
 
     Text tasks: ``<text>``, then text ids or ``</text>``, then ``<eos>``. Audio: the codec range of the
@@ -248,6 +274,7 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
 
     Args:
         num_codebooks: K of the audio stream (defaults to ``vocab.num_codebooks``).
+        asr_units: ASR's text segment may also hold unit ids (a model with ``AlmConfig.asr_word_phones``).
     """
     if task not in TASKS:
         raise VocabularyError(f"unknown task {task!r}; known: {TASKS}")
@@ -268,6 +295,8 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
         moves = [(one["<text>"], 2)]
     elif task in TEXT_TASKS:
         moves = [(vocab.text, 2), (one["</text>"], 1)]
+        if asr_units and task == "asr":
+            moves.insert(1, (vocab.units, 2))
     elif s.audio_open:
         phase = s.n_codec % k
         moves = [(vocab.codebook(phase), audio_cost(s.n_codec + 1))]
@@ -312,7 +341,7 @@ def parse_output(vocab: Vocabulary, task: str, generated: TokenIds, num_codebook
     if s.text_open:
         start = ids.index(vocab.token_id("<text>")) + 1
         end = ids.index(vocab.token_id("</text>")) if s.text_closed else len(ids)
-        text = vocab.decode_text(ids[start:end])
+        text = vocab.decode_text([i for i in ids[start:end] if i in vocab.text])  # unit ids of spelled ASR out
     codes = None
     if s.audio_open and task in AUDIO_TASKS:
         codec_ids = [i for i in ids if i in vocab.codec]

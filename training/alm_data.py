@@ -330,6 +330,8 @@ class ExampleOptions:
             language and split: the model learns the format and to transcribe the speech, not the context.
         ctc_targets: attach the transcript of the prompt's speech to ASR / SLU / S2ST examples
             (``Example.ctc_targets``, for the auxiliary CTC loss).
+        asr_word_phones: ASR targets spell each word's phones before the word ("copy, then spell",
+            :func:`alm.prompts.spelled_text`); the builder then needs a lexicon (:meth:`ExampleBuilder.set_lexicon`).
     """
 
     num_codebooks: int
@@ -341,6 +343,7 @@ class ExampleOptions:
     prompt_weight: float = 0.0
     asr_context_prob: float = 0.0
     ctc_targets: bool = False
+    asr_word_phones: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.asr_context_prob <= 1.0:
@@ -387,6 +390,7 @@ class ExampleBuilder:
         self.voice_frames = max(1, round(options.voice_seconds * cache.frame_rate))
         self._simulated: dict[str, tuple[str, str, list[int]]] = {}  # sim id -> (lang, text, phone ids)
         self._simulator: Any = None
+        self._lexicon: Callable[[str, str], list[list[int]]] | None = None
         self._by_speaker: dict[tuple[str, str], list[str]] = {}
         self._by_language: dict[tuple[str, str], list[str]] = {}
         for r in cache.records.values():
@@ -432,6 +436,22 @@ class ExampleBuilder:
             out.setdefault(lang, []).append(item)
         return out
 
+    def simulated_texts(self) -> list[tuple[str, str]]:
+        """``(lang, text)`` of the registered simulated ASR items."""
+        return [(lang, text) for lang, text, _ in self._simulated.values()]
+
+    def set_lexicon(self, lexicon: Callable[[str, str], list[list[int]]]) -> None:
+        """The word phones of ``asr_word_phones`` targets: ``lexicon(lang, text)`` gives one unit-id list per word
+        of ``text.split()`` (:class:`training.word_phones.WordPhones`, filled with every ASR text first)."""
+        self._lexicon = lexicon
+
+    def _word_phones(self, lang: str, text: str) -> list[list[int]] | None:
+        if not self.options.asr_word_phones:
+            return None
+        if self._lexicon is None:
+            raise ValueError("asr_word_phones targets need a lexicon: call ExampleBuilder.set_lexicon first")
+        return self._lexicon(lang, text)
+
     # --- building ------------------------------------------------------------------------------------------------
     def build(self, task: str, utt_id: str, rng: np.random.Generator) -> Example:
         """One example of ``task`` from utterance ``utt_id``; ``rng`` picks voice prompts and S2ST text."""
@@ -441,7 +461,8 @@ class ExampleBuilder:
             lang, text, ids = self._simulated[utt_id]
             units = self._simulator.simulate(ids, rng)
             units = units[units != PHONE_BLANK] if self.options.drop_unit_blanks else units
-            ex = asr_example(self.vocab, lang, units, text, self.options.prompt_weight)
+            ex = asr_example(self.vocab, lang, units, text, self.options.prompt_weight,
+                             word_phones=self._word_phones(lang, text))
             if self.options.ctc_targets:
                 ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
             return ex
@@ -449,7 +470,7 @@ class ExampleBuilder:
         if task == "asr":
             context = self.context(r["split"], r["lang"], utt_id, rng) if o.asr_context_prob > 0 else None
             return self._speech_input(asr_example(v, r["lang"], self._units(utt_id), r["text"], o.prompt_weight,
-                                                  context), utt_id)
+                                                  context, self._word_phones(r["lang"], r["text"])), utt_id)
         if task == "slu":
             slots = r.get("slots") or {}
             slots = json.loads(slots) if isinstance(slots, str) else slots

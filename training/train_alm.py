@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,7 @@ class TrainAlmConfig(TrainConfig):
     prompt_weight: float = 0.0
     ctc_weight: float = 0.0  # weight of the auxiliary CTC loss on the speech positions (training.speech_ctc; 0: off)
     asr_sim_sentences: int = 0  # per language: text-only ASR items with simulated phone units (training.phone_sim)
+    asr_word_phones: bool = False  # ASR targets spell each word's phones before it (sets the model's asr_word_phones)
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
@@ -371,6 +373,18 @@ def simulated_asr_items(builder: ExampleBuilder, units: UnitTokenizer, cfg: Trai
     return items
 
 
+def word_lexicon(builder: ExampleBuilder, units: UnitTokenizer, progress: bool
+                 ) -> Callable[[str, str], list[list[int]]]:
+    """The word-phone lexicon of ``asr_word_phones`` targets (:mod:`training.word_phones`), holding every word of
+    the corpus' ASR text (all splits: valid examples are scored too) and of the simulated ASR items."""
+    from training.word_phones import WordPhones
+
+    lexicon = WordPhones(units, cache=builder.cache.directory / "word_phones.json")
+    lexicon.add([(r["lang"], r["text"]) for r in builder.cache.records.values()], progress=False)
+    lexicon.add(builder.simulated_texts(), progress=progress)
+    return lexicon
+
+
 def _same_units(a: UnitTokenizer, b: UnitTokenizer) -> bool:
     """Whether two unit tokenizers give the same units (same config, provenance aside, and the same tensors)."""
     ca, cb = asdict(a.config), asdict(b.config)
@@ -570,6 +584,10 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         if state.units.kind != "phone":
             raise ValueError(f"drop_unit_blanks needs 'phone' units, not {state.units.kind!r}")
         state.model.config.drop_unit_blanks = True  # saved with the weights: inference drops them too
+    if cfg.asr_word_phones and not state.model.config.asr_word_phones:
+        if state.units.kind != "phone":
+            raise ValueError(f"asr_word_phones needs 'phone' units, not {state.units.kind!r}")
+        state.model.config.asr_word_phones = True  # saved with the weights: decoding allows and drops the phones
     engine = make_engine(state.model, state.optimizer, cfg, device)
     info = engine.info
     main = info.is_main
@@ -588,7 +606,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                              drop_unit_blanks=state.model.config.drop_unit_blanks,
                              voice_seconds=state.model.config.voice_seconds,
                              s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight,
-                             asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0)
+                             asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0,
+                             asr_word_phones=bool(state.model.config.asr_word_phones))
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
@@ -598,6 +617,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     if cfg.asr_sim_sentences and "asr" in tasks:
         for lang, items in simulated_asr_items(builder, state.units, cfg, progress and main).items():
             groups.setdefault(("asr", lang), []).extend(items)
+    if options.asr_word_phones:
+        builder.set_lexicon(word_lexicon(builder, state.units, progress and main))
     sampler = MultiTaskSampler(groups, builder.build, temperature=cfg.temperature,
                                max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,
                                pad_id=state.vocab.pad_id, seed=cfg.seed, task_weights=cfg.task_weight_map(),
