@@ -38,6 +38,7 @@ from tqdm import tqdm  # noqa: E402
 from alm.checkpoint import load_checkpoint  # noqa: E402
 from alm.generation import generate_for_task  # noqa: E402
 from alm.prompts import asr_example, parse_output  # noqa: E402
+from codec.units import without_blanks  # noqa: E402
 from training.alm_data import build_token_cache, collapse  # noqa: E402
 from training.evaluation.eval_alm import select  # noqa: E402
 from training.evaluation.metrics import char_error_rate, word_error_rate  # noqa: E402
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         inputs = {"real": collapse(cache.units[r["id"]].astype(np.int64)), "clean_sim": clean.simulate(ids, rng),
                   "noisy_sim": noisy.simulate(ids, rng)}
         if model.config.drop_unit_blanks:  # the prompt format this checkpoint was trained on
-            inputs = {name: u[u != BLANK] for name, u in inputs.items()}
+            inputs = {name: without_blanks(u) for name, u in inputs.items()}
         row = {"id": r["id"], "lang": r["lang"], "speaker": r["speaker"], "reference": r["text"]}
         for name, u in inputs.items():
             row[name] = transcribe_units(model, vocab, r["lang"], u)
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     first = picked[0]
     first_units = collapse(cache.units[first["id"]].astype(np.int64))
-    first_units = first_units[first_units != BLANK] if model.config.drop_unit_blanks else first_units
+    first_units = without_blanks(first_units) if model.config.drop_unit_blanks else first_units
     attention_png(model, vocab, first["lang"], first_units, first["text"], out.with_suffix(".png"))
     result = {"checkpoint": args.checkpoint, "corpus": args.corpus, "unit_per": per, "reading": reading,
               "transcripts": rows}

@@ -40,7 +40,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import soxr
@@ -59,6 +59,7 @@ MFCC_HOP = 160  # 10 ms: two MFCC frames per unit
 KINDS = ("mfcc", "hubert", "conformer", "phone")
 CONFORMER_KINDS = ("conformer", "phone")
 PHONE_BLANK = 0  # the CTC blank of "phone" units (``config.phones[0]``)
+UnitArray = TypeVar("UnitArray", torch.Tensor, np.ndarray)
 CONFORMER_MELS = 80  # log-mel bands under the Conformer; three frames are stacked per unit
 CONFORMER_INPUT_DIM = 3 * CONFORMER_MELS
 SCHEMA_VERSION = 1
@@ -277,6 +278,12 @@ def collapse_repeats(units: torch.Tensor | np.ndarray | list[int]) -> tuple[torc
     return out, durations
 
 
+def without_blanks(units: UnitArray) -> UnitArray:
+    """``"phone"`` units without their CTC blank (:data:`PHONE_BLANK`): ``[0, 5, 0, 7] -> [5, 7]``; ``[F]`` torch
+    or numpy in, the same kind out (after :func:`collapse_repeats`, one unit per recognized phone)."""
+    return units[units != PHONE_BLANK]
+
+
 class UnitTokenizer(torch.nn.Module):
     """Waveform -> discrete units at 50 Hz (k-means over MFCC, HuBERT or Conformer features, or phone decisions).
 
@@ -382,7 +389,7 @@ class UnitTokenizer(torch.nn.Module):
         if collapse:
             units = [collapse_repeats(u)[0] for u in units]
         if drop_blanks:
-            units = [u[u != PHONE_BLANK] for u in units]
+            units = [without_blanks(u) for u in units]
         return units[0] if single else units
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from transformers import Wav2Vec2BertModel
 
-from codec.units import UnitConfig, UnitTokenizer, conformer_arch, small_conformer_config
+from codec.units import UnitConfig, UnitTokenizer, conformer_arch, small_conformer_config, without_blanks
 from training.phone_sim import BLANK, PhoneSimulator, SimConfig
 
 PHONES = ["<blank>", "a", "b", "|", "k", "s", "t", "o", "e", "l", "n", "m", "i", "ɾ", "ð", "ə", "ɡ", "ʊ", "p", "ɪ"]
@@ -81,6 +81,8 @@ def test_blank_free_prompts_from_real_and_simulated_units(tmp_path) -> None:
     collapsed = tok.encode(wav, collapse=True)
     dropped = tok.encode(wav, collapse=True, drop_blanks=True)
     assert torch.equal(dropped, collapsed[collapsed != BLANK]) and BLANK not in dropped.tolist()
+    assert torch.equal(without_blanks(collapsed), dropped)
+    assert without_blanks(np.array([0, 5, 0, 7, 7])).tolist() == [5, 7, 7]  # numpy in, numpy out
     from training.train_units import fit_mfcc_units
 
     mfcc = fit_mfcc_units([np.random.default_rng(1).standard_normal(16000).astype(np.float32)] * 2, n_clusters=4,

@@ -70,7 +70,7 @@ from alm.prompts import (
 from alm.vocab import TASKS, Vocabulary
 from codec.audio import load_audio
 from codec.base import AudioTokenizer, atomic_write_text
-from codec.units import PHONE_BLANK, UnitTokenizer
+from codec.units import UnitTokenizer, without_blanks
 from training.data.corpus import read_manifest
 from training.data.slu import format_target
 
@@ -460,7 +460,7 @@ class ExampleBuilder:
                 raise ValueError(f"simulated item {utt_id} serves ASR only, not {task!r}")
             lang, text, ids = self._simulated[utt_id]
             units = self._simulator.simulate(ids, rng)
-            units = units[units != PHONE_BLANK] if self.options.drop_unit_blanks else units
+            units = without_blanks(units) if self.options.drop_unit_blanks else units
             ex = asr_example(self.vocab, lang, units, text, self.options.prompt_weight,
                              word_phones=self._word_phones(lang, text))
             if self.options.ctc_targets:
@@ -533,7 +533,7 @@ class ExampleBuilder:
     def _units(self, utt_id: str) -> np.ndarray:
         u = self.cache.units[utt_id].astype(np.int64)
         u = collapse(u) if self.options.collapse_units else u
-        return u[u != PHONE_BLANK] if self.options.drop_unit_blanks else u
+        return without_blanks(u) if self.options.drop_unit_blanks else u
 
     def _cut(self, utt_id: str) -> int:
         return int(round(float(self.cache.records[utt_id]["continue_at"]) * self.cache.frame_rate))
