@@ -51,6 +51,21 @@ def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch
     return torch.randn(len(lengths), max(lengths), N_MELS, generator=g), torch.tensor(lengths)
 
 
+def fit(model: LASModel, feats: torch.Tensor, lens: torch.Tensor, targets: torch.Tensor, steps: int,
+        term: str = "loss") -> list[dict[str, float]]:
+    """Adam (lr 1e-2) on one fixed batch for ``steps`` steps, minimising output field ``term``; every step's losses."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for _ in range(steps):
+        out = model(feats, lens, targets)
+        opt.zero_grad()
+        getattr(out, term).backward()
+        opt.step()
+        history.append({k: getattr(out, k).item() for k in ("loss", "attention_loss", "ctc_loss", "guided_loss")
+                        if isinstance(getattr(out, k, None), torch.Tensor)})
+    return history
+
+
 def test_pyramid_reduces_time_eightfold_dropping_odd_frames() -> None:
     model = tiny_model()
     for t in (8, 9, 15, 16, 17, 31, 33, 64):
@@ -91,14 +106,7 @@ def test_tiny_model_learns_to_spell_fixed_sequences() -> None:
     model = tiny_model(seed=0).train()
     feats, lens = padded_batch([48, 44, 40], seed=1)
     targets = torch.tensor([[3, 4, 5, EOS, PAD], [6, 7, 3, 4, EOS], [5, 5, EOS, PAD, PAD]])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(100):
-        loss = model(feats, lens, targets).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = [h["loss"] for h in fit(model, feats, lens, targets, 100)]
     assert losses[-1] < 0.5 * losses[0]
     decoded = [r.tokens for r in greedy_decode(model.eval(), feats, lens)]
     expected = [[t for t in row if t not in (PAD, EOS)] for row in targets.tolist()]
@@ -287,14 +295,7 @@ def test_ctc_config_is_validated() -> None:
 def test_joint_ctc_attention_training_lowers_both_losses() -> None:
     model = tiny_model(seed=0, ctc_weight=0.3, ctc_upsample=2).train()
     feats, lens = padded_batch([48, 44, 40], seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    history = []
-    for _ in range(15):
-        out = model(feats, lens, CTC_TARGETS)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        history.append((out.loss.item(), out.ctc_loss.item(), out.attention_loss.item()))
+    history = [(h["loss"], h["ctc_loss"], h["attention_loss"]) for h in fit(model, feats, lens, CTC_TARGETS, 15)]
     (loss0, ctc0, att0), (loss1, ctc1, att1) = history[0], history[-1]
     assert loss1 < 0.7 * loss0 and ctc1 < 0.7 * ctc0 and att1 < att0, history
 
@@ -302,12 +303,7 @@ def test_joint_ctc_attention_training_lowers_both_losses() -> None:
 def test_ctc_greedy_decoding_of_a_trained_listener_spells_the_targets() -> None:
     model = tiny_model(seed=0, ctc_weight=0.5).train()  # one CTC frame per listener frame learns fastest here
     feats, lens = padded_batch([48, 44, 40], seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(120):
-        loss = model(feats, lens, CTC_TARGETS).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit(model, feats, lens, CTC_TARGETS, 120)
     expected = [[t for t in row if t not in (PAD, EOS)] for row in CTC_TARGETS.tolist()]
     assert model.eval().ctc_greedy_decode(feats, lens) == expected
     with pytest.raises(ValueError, match="no CTC head"):
@@ -476,14 +472,7 @@ def test_las_forward_adds_the_weighted_guided_loss_in_training_only() -> None:
 def test_guided_loss_alone_pulls_the_attention_onto_the_diagonal() -> None:
     model = tiny_model(seed=0, guided_attention_weight=1.0).train()
     feats, lens = padded_batch([96, 80, 64], seed=1)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    history = []
-    for _ in range(30):
-        out = model(feats, lens, GUIDED_TARGETS)
-        opt.zero_grad()
-        out.guided_loss.backward()
-        opt.step()
-        history.append(out.guided_loss.item())
+    history = [h["guided_loss"] for h in fit(model, feats, lens, GUIDED_TARGETS, 30, term="guided_loss")]
     assert history[-1] < 0.5 * history[0], history
     with torch.no_grad():
         out = model.eval()(feats, lens, GUIDED_TARGETS)
