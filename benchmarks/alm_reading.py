@@ -45,6 +45,7 @@ from training.evaluation.metrics import char_error_rate, word_error_rate  # noqa
 from training.finetune_units import phone_table  # noqa: E402
 from training.phone_sim import BLANK, PhoneSimulator, SimConfig  # noqa: E402
 from training.plots import png_figure  # noqa: E402
+from training.word_phones import WordPhones  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEAN = SimConfig(blank_prob=0.7, sub_prob=0.0, del_prob=0.0, ins_prob=0.0)  # 0.7: the measured blank rate
@@ -83,15 +84,18 @@ def transcribe_units(model: torch.nn.Module, vocab: Any, lang: str, units: np.nd
     """Greedy transcript of one collapsed unit sequence ``[F']`` (the ASR prompt as built for training)."""
     ex = asr_example(vocab, lang, units, "")
     prompt = ex.input_ids[: ex.prompt_len]
-    new = generate_for_task(model, vocab, "asr", prompt, strategy="greedy", max_new_tokens=len(units) + 16)
+    spelled = getattr(model.config, "asr_word_phones", False)  # it writes each word's phones too
+    new = generate_for_task(model, vocab, "asr", prompt, strategy="greedy",
+                            max_new_tokens=(2 if spelled else 1) * len(units) + 16)
     return parse_output(vocab, "asr", new).text or ""
 
 
 @torch.no_grad()
-def attention_png(model: torch.nn.Module, vocab: Any, lang: str, units: np.ndarray, text: str, path: Path) -> None:
+def attention_png(model: torch.nn.Module, vocab: Any, lang: str, units: np.ndarray, text: str, path: Path,
+                  word_phones: list[list[int]] | None = None) -> None:
     """Teacher-forced attention from the transcript positions (rows) to the unit positions (columns), one panel
-    per layer and head."""
-    ex = asr_example(vocab, lang, units, text)
+    per layer and head (``word_phones``: the spelled target of an ``asr_word_phones`` model)."""
+    ex = asr_example(vocab, lang, units, text, word_phones=word_phones)
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")  # SDPA returns no attention weights
     try:
@@ -159,7 +163,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     first = picked[0]
     first_units = collapse(cache.units[first["id"]].astype(np.int64))
     first_units = without_blanks(first_units) if model.config.drop_unit_blanks else first_units
-    attention_png(model, vocab, first["lang"], first_units, first["text"], out.with_suffix(".png"))
+    word_phones = None
+    if getattr(model.config, "asr_word_phones", False):
+        lexicon = WordPhones(units, cache.directory / "word_phones.json")
+        lexicon.add([(first["lang"], first["text"])], progress=False)
+        word_phones = lexicon(first["lang"], first["text"])
+    attention_png(model, vocab, first["lang"], first_units, first["text"], out.with_suffix(".png"), word_phones)
     result = {"checkpoint": args.checkpoint, "corpus": args.corpus, "unit_per": per, "reading": reading,
               "transcripts": rows}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
