@@ -25,7 +25,14 @@ def shipped() -> alm.AudioLanguageModel:
 
 
 def _transcript_logprob(m: alm.AudioLanguageModel, units: list[int], lang: str, text: str) -> float:
-    ex = asr_example(m.vocab, lang, units, text)
+    word_phones = None
+    if m.model.config.asr_word_phones:  # the model spells each word's phones before it: score that target
+        from training.word_phones import WordPhones
+
+        lexicon = WordPhones(m.units)
+        lexicon.add([(lang, text)], progress=False)
+        word_phones = lexicon(lang, text)
+    ex = asr_example(m.vocab, lang, units, text, word_phones=word_phones)
     ids = torch.tensor([ex.input_ids])
     with torch.no_grad():
         logp = m.model(input_ids=ids).logits[0, :-1].log_softmax(-1)

@@ -27,7 +27,7 @@ from training.legacy.steps import LossModule, evaluate, make_batch
 from training.train_legacy import LegacyResult, main, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
-LAS_CTC = {"ctc_weight": 0.3, "ctc_upsample": 2, "guided_attention_weight": 5.0}  # as training/configs/legacy_las.yaml
+LAS_CTC = {"ctc_weight": 0.3, "ctc_upsample": 2, "guided_attention_weight": 2.0}  # as training/configs/legacy_las.yaml
 CLASSES = {"ctc": "CTCModel", "rnnt": "RNNTModel", "las": "LASModel", "tacotron2": "Tacotron2",
            "fastspeech2": "FastSpeech2", "hifigan": "HiFiGANGenerator", "translatotron": "Translatotron"}
 STEPS = 4
@@ -82,7 +82,7 @@ def test_shipped_configs_load(path: Path) -> None:
     if kind == "las":  # the recipe trains with joint CTC-attention
         assert (config.ctc_weight, config.ctc_upsample) == (LAS_CTC["ctc_weight"], LAS_CTC["ctc_upsample"])
         assert config.guided_attention_weight == LAS_CTC["guided_attention_weight"]  # and guided attention
-        assert 0 < cfg.guided_attention_steps < cfg.steps
+        assert 0 < cfg.guided_attention_start < cfg.guided_attention_steps < cfg.steps  # after CTC has a start
     if kind == "fastspeech2":
         assert cfg.durations_from
 
@@ -173,6 +173,8 @@ def test_bad_setups_fail_before_any_work(tiny_corpus: Path, tmp_path: Path) -> N
         train("fastspeech2", tiny_corpus, tmp_path, LegacyTrainConfig(preset="debug"))
     with pytest.raises(ValueError, match="preset"):
         LegacyTrainConfig(preset="huge")
+    with pytest.raises(ValueError, match="guided_attention_start=5"):
+        LegacyTrainConfig(guided_attention_start=5, guided_attention_steps=3)
 
 
 def test_inference_transcribes_and_synthesizes(runs: Runs, valid_wav: Path) -> None:

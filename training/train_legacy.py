@@ -284,9 +284,10 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
             step_loss, grad_norm = extras.pop("loss"), extras.pop("grad_norm")
         else:
             step_loss, applied, terms = 0.0, True, {}
-            weight = cfg.guided_attention_weight if step < cfg.guided_attention_steps else 0.0
-            if kind == "las":  # LAS's weight is its model config's (model_overrides); the same steps switch it off
-                weight = model.config.guided_attention_weight if step < cfg.guided_attention_steps else 0.0
+            guided = cfg.guided_attention_start <= step < cfg.guided_attention_steps
+            weight = cfg.guided_attention_weight if guided else 0.0
+            if kind == "las":  # LAS's weight is its model config's (model_overrides); the same steps switch it on/off
+                weight = model.config.guided_attention_weight if guided else 0.0
             for _ in range(cfg.grad_accum):
                 loss = engine(**make_batch(data, take(), device, weight))
                 if engine.all_finite(loss.detach()):

@@ -48,6 +48,7 @@ class LegacyTrainConfig(TrainConfig):
     eval_utterances: int = 16  # valid utterances for the valid loss / mel L1
     # Tacotron 2
     guided_attention_steps: int = 1000  # steps trained with the guided attention loss, then weight 0 (LAS too)
+    guided_attention_start: int = 0  # ... from this step on (LAS: after the CTC head has learned the characters)
     guided_attention_weight: float = 1.0  # its weight during those steps (Tacotron 2 and Translatotron; LAS reads
     # its own LASConfig.guided_attention_weight from model_overrides)
     # FastSpeech 2
@@ -71,6 +72,9 @@ class LegacyTrainConfig(TrainConfig):
             problems.append("batch_seconds, max_batch_size and max_seconds must be positive")
         if self.max_minutes < 0:
             problems.append(f"max_minutes={self.max_minutes} must be >= 0 (0: no time budget)")
+        if not 0 <= self.guided_attention_start <= self.guided_attention_steps:
+            problems.append(f"guided_attention_start={self.guided_attention_start} must be in [0, "
+                            f"guided_attention_steps={self.guided_attention_steps}]")
         if self.vocoder_gan_start_step < 0:
             problems.append(f"vocoder_gan_start_step={self.vocoder_gan_start_step} must be >= 0")
         if self.vocoder_segment_s <= 0 or self.num_samples < 0 or self.eval_utterances < 1:
