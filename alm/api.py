@@ -675,7 +675,8 @@ class AudioLanguageModel:
     def _generate(self, job: TaskJob, prompt: list[int], options: GenerationOptions, **extra: Any) -> list[int]:
         k = self.num_codebooks
         budget = (options.max_new_tokens or job.max_new_tokens
-                  or max_new_tokens_for(job.task, source_length(self.vocab, job.task, prompt, k), k))
+                  or max_new_tokens_for(job.task, source_length(self.vocab, job.task, prompt, k), k,
+                                        self.model.config.asr_word_phones))
         context = self.model.config.max_position_embeddings
         if len(prompt) + budget > context:
             raise ValueError(f"the input is too long for this model: its prompt takes {len(prompt)} tokens and the "

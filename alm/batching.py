@@ -121,7 +121,8 @@ def _budget(model: AudioLanguageModel, job: TaskJob, prompt: list[int], options:
     """The new-id budget :meth:`AudioLanguageModel.run` would use; raises ``ValueError`` beyond the context."""
     k = model.num_codebooks
     budget = (options.max_new_tokens or job.max_new_tokens
-              or max_new_tokens_for(job.task, source_length(model.vocab, job.task, prompt, k), k))
+              or max_new_tokens_for(job.task, source_length(model.vocab, job.task, prompt, k), k,
+                                    model.model.config.asr_word_phones))
     context = model.model.config.max_position_embeddings
     if len(prompt) + budget > context:
         raise ValueError(f"the input is too long for this model: its prompt takes {len(prompt)} tokens and the "

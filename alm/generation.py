@@ -118,10 +118,11 @@ def source_length(vocab: Vocabulary, task: str, prompt_ids: TokenIds, num_codebo
     return int(is_codec[int(opened[0]) + 1: int(closed[0])].sum()) // k
 
 
-def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1) -> int:
+def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1, asr_phones: bool = False) -> int:
     """Budget of new ids for a task whose source has ``input_len`` items (see :func:`source_length`).
 
-    ASR / SLU: ``TEXT_TOKENS_PER_UNIT`` text ids per unit, at most ``MAX_TEXT_TOKENS``. TTS:
+    ASR / SLU: ``TEXT_TOKENS_PER_UNIT`` text ids per unit, at most ``MAX_TEXT_TOKENS``; twice that for the ASR of a
+    model that spells each word's phones before it (``asr_phones``: ``AlmConfig.asr_word_phones``). TTS:
     ``FRAMES_PER_TEXT_TOKEN`` frames per text id. S2ST: text as ASR plus ``FRAMES_PER_UNIT`` frames per unit.
     Continuation: as many frames as the prompt. Audio gets ``SLACK_FRAMES`` more and at most
     ``MAX_AUDIO_SECONDS``; every frame costs ``num_codebooks`` ids.
@@ -130,7 +131,8 @@ def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1) -> int
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
     if input_len < 0 or num_codebooks < 1:
         raise ValueError(f"need input_len >= 0 and num_codebooks >= 1, got {input_len}, {num_codebooks}")
-    text = min(MAX_TEXT_TOKENS, math.ceil(TEXT_TOKENS_PER_UNIT * input_len))
+    scale = 2 if asr_phones and task == "asr" else 1
+    text = scale * min(MAX_TEXT_TOKENS, math.ceil(TEXT_TOKENS_PER_UNIT * input_len))
 
     def audio(frames: float) -> int:
         return min(MAX_AUDIO_FRAMES, math.ceil(frames) + SLACK_FRAMES) * num_codebooks
@@ -145,7 +147,7 @@ def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1) -> int
 
 
 def generation_config_for(vocab: Vocabulary, task: str, input_len: int, *, num_codebooks: int = 1,
-                          strategy: str = "greedy", **overrides: Any) -> GenerationConfig:
+                          strategy: str = "greedy", asr_phones: bool = False, **overrides: Any) -> GenerationConfig:
     """A ``GenerationConfig`` for one task.
 
     Args:
@@ -153,6 +155,7 @@ def generation_config_for(vocab: Vocabulary, task: str, input_len: int, *, num_c
         task: one of ``asr tts s2st slu continue``.
         input_len: source length (:func:`source_length`), from which ``max_new_tokens`` follows.
         num_codebooks: K of the model's audio stream.
+        asr_phones: the model spells each word's phones in its ASR output (a larger budget).
         strategy: ``greedy``, ``beam`` (4 beams), ``sample`` (plain), ``top_k`` (50) or ``top_p`` (0.9).
         **overrides: any ``GenerationConfig`` field, e.g. ``temperature=0.8``, ``repetition_penalty=1.1``,
             ``num_beams=8``, ``max_new_tokens=100``.
@@ -160,7 +163,7 @@ def generation_config_for(vocab: Vocabulary, task: str, input_len: int, *, num_c
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     fields: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens_for(task, input_len, num_codebooks),
+        max_new_tokens=max_new_tokens_for(task, input_len, num_codebooks, asr_phones),
         eos_token_id=vocab.eos_id, pad_token_id=vocab.pad_id, bos_token_id=vocab.bos_id, use_cache=True,
         temperature=1.0, repetition_penalty=1.0,
     )
@@ -192,12 +195,13 @@ def generate_for_task(model: PreTrainedModel, vocab: Vocabulary, task: str | Non
     task = task or task_of(vocab, prompt_ids)
     prompt = torch.as_tensor(prompt_ids, dtype=torch.long).reshape(1, -1).to(model.device)
     k = getattr(model.config, "num_codebooks", None) or vocab.num_codebooks
+    spelled = bool(getattr(model.config, "asr_word_phones", False))
     config = generation_config_for(vocab, task, source_length(vocab, task, prompt, k), num_codebooks=k,
-                                   strategy=strategy, **overrides)
+                                   strategy=strategy, asr_phones=spelled, **overrides)
     constraint = TaskConstraintLogitsProcessor(vocab, task, prompt.shape[1], num_codebooks=k,
                                                max_new_tokens=config.max_new_tokens, min_frames=min_frames,
                                                s2st_text=s2st_text,
-                                               asr_units=bool(getattr(model.config, "asr_word_phones", False)))
+                                               asr_units=spelled)
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
     out = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config,

@@ -10,7 +10,7 @@ import torch
 from transformers import Wav2Vec2BertModel
 
 from alm.config import AlmConfig, alm_debug
-from alm.generation import generate_for_task
+from alm.generation import MARKERS, generate_for_task, max_new_tokens_for
 from alm.model import AlmForCausalLM
 from alm.prompts import Example, allowed_next, asr_example, asr_prompt, parse_output, spelled_text
 from alm.vocab import Vocabulary, VocabularyError, train_text_tokenizer
@@ -88,6 +88,8 @@ def test_decoding_allows_phones_only_inside_spelled_asr_text() -> None:
     assert vocab.units in allowed_next(vocab, "asr", opened, asr_units=True)
     assert vocab.units not in allowed_next(vocab, "slu", opened, asr_units=True)  # SLU's text stays text
     assert allowed_next(vocab, "asr", [], asr_units=True) == allowed_next(vocab, "asr", [])  # <text> first
+    assert max_new_tokens_for("asr", 10, asr_phones=True) - MARKERS == 2 * (max_new_tokens_for("asr", 10) - MARKERS)
+    assert max_new_tokens_for("slu", 10, asr_phones=True) == max_new_tokens_for("slu", 10)  # phones are ASR's only
     closed = [*opened, vocab.token_id("</text>")]
     assert allowed_next(vocab, "asr", closed, asr_units=True) == allowed_next(vocab, "asr", closed)  # then <eos>
 
