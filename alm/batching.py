@@ -148,7 +148,7 @@ def generate_rows(model: AudioLanguageModel, task: str, rows: Sequence[_Row], jo
     config = generation_config_for(vocab, task, 0, num_codebooks=k, strategy="greedy", **overrides)
     processors = [TaskConstraintLogitsProcessor(vocab, task, width, num_codebooks=k, max_new_tokens=r.budget,
                                                 min_frames=jobs[r.job].min_frames, s2st_text=jobs[r.job].s2st_text,
-                                                asr_units=bool(getattr(model.model.config, "asr_word_phones", False)))
+                                                asr_units=model.model.config.asr_word_phones)
                   for r in rows]
     out = model.model.generate(input_ids, attention_mask=mask, generation_config=config,
                                logits_processor=LogitsProcessorList([RowConstraints(processors, budgets, width)]),

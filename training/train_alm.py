@@ -380,8 +380,8 @@ def word_lexicon(builder: ExampleBuilder, units: UnitTokenizer, progress: bool
     from training.word_phones import WordPhones
 
     lexicon = WordPhones(units, cache=builder.cache.directory / "word_phones.json")
-    lexicon.add([(r["lang"], r["text"]) for r in builder.cache.records.values()], progress=False)
-    lexicon.add(builder.simulated_texts(), progress=progress)
+    corpus = [(r["lang"], r["text"]) for r in builder.cache.records.values()]
+    lexicon.add([*corpus, *builder.simulated_texts()], progress=progress)  # one pass, one cache write
     return lexicon
 
 

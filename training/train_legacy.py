@@ -16,7 +16,8 @@ Setup -> train -> save, visibly:
    AdamW, linear warmup then cosine decay, clipping, gradient accumulation, non-finite steps skipped and counted;
    LAS with ``ctc_weight > 0`` (``model_overrides``) optimizes the joint CTC-attention loss and logs its
    ``attention_loss`` and ``ctc_loss`` next to it; with ``guided_attention_weight > 0`` (``model_overrides``) it
-   adds the guided attention loss for the first ``guided_attention_steps`` and logs ``guided_loss`` (all steps);
+   adds the guided attention loss from step ``guided_attention_start`` to ``guided_attention_steps`` and logs
+   ``guided_loss`` (all steps);
 4. every ``eval_every`` steps: valid loss; ASR: greedy CER/WER of a few valid utterances, their hypotheses logged
    and appended to ``OUT/samples.jsonl``; LAS, Tacotron 2: ``OUT/alignments/step-N.png``; TTS: valid mel L1;
    HiFi-GAN: mel L1 of resynthesis; ``OUT/training_curves.png``;

@@ -82,10 +82,9 @@ class WordPhones:
         """Phonemize every word of ``(lang, text)`` sentences not yet in the table (and save the cache)."""
         todo: dict[str, list[str]] = {}
         for lang, text in sentences:
-            for word in text.split():
-                key = f"{lang}\t{clean_word(word)}"
-                if key not in self.table and key.split("\t", 1)[1]:
-                    todo.setdefault(lang, []).append(key.split("\t", 1)[1])
+            for word in map(clean_word, text.split()):
+                if word and f"{lang}\t{word}" not in self.table:
+                    todo.setdefault(lang, []).append(word)
         todo = {lang: list(dict.fromkeys(words)) for lang, words in todo.items()}
         total = sum(len(w) for w in todo.values())
         with tqdm(total=total, desc="espeak-ng word phones", unit="word", disable=not (progress and total)) as bar:

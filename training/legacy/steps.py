@@ -7,7 +7,7 @@ Batches (tensors on the device) by model, ``B`` utterances, ``T`` frames, ``U`` 
 
     ctc, rnnt     features [B, T, n_mels], lengths [B], targets [B, U] (0-padded), target_lengths [B]
     las           features, lengths, targets [B, U + 1] (characters, then the end id; 0-padded), attention_weight
-                  (the guided attention weight: LASConfig's, 0 after guided_attention_steps)
+                  (the guided attention weight: LASConfig's, 0 outside guided_attention_start..guided_attention_steps)
     tacotron2     text_ids [B, L], text_lengths [B], mels [B, T, n_mels], mel_lengths [B], attention_weight
     fastspeech2   text_ids, text_lengths, durations [B, L], pitch [B, T], energy [B, T], mels [B, T, n_mels]
     hifigan       wav [B, S] (random segments; the generator reads their log-mel)
