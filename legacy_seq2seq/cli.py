@@ -41,13 +41,15 @@ def transcribe(
     file: Path = typer.Argument(..., help="Audio file (WAV, FLAC, OGG, MP3, ...)."),
     model: Path = typer.Option(..., "--model", help="CTC, RNN-T or LAS directory (training.train_legacy's final)."),
     device: str = typer.Option("cpu", "--device", help="Torch device."),
+    beam: int = typer.Option(1, "--beam", min=1, help="Beam width; 1 is greedy (LAS: length-normalized, coverage "
+                             "penalty 0.2)."),
 ) -> None:
-    """Speech to text with a baseline recognizer (greedy decoding)."""
+    """Speech to text with a baseline recognizer (greedy, or beam search with --beam N)."""
     from legacy_seq2seq.inference import load_legacy
     from legacy_seq2seq.inference import transcribe as run
 
     with _user_errors():
-        text = run(load_legacy(model, device), file, device)
+        text = run(load_legacy(model, device), file, device, beam=beam)
     typer.echo(text)
 
 

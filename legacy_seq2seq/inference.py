@@ -46,6 +46,8 @@ from legacy_seq2seq.ctc import CTCModel
 from legacy_seq2seq.fastspeech2 import FastSpeech2
 from legacy_seq2seq.hifigan import HiFiGANGenerator
 from legacy_seq2seq.las import LASModel
+from legacy_seq2seq.las_decoding import LASDecodingOptions
+from legacy_seq2seq.las_decoding import beam_search as las_beam_search
 from legacy_seq2seq.las_decoding import greedy_decode as las_greedy_decode
 from legacy_seq2seq.rnnt import RNNTModel
 from legacy_seq2seq.tacotron2 import Tacotron2
@@ -217,17 +219,22 @@ def features_of(wav: Any, features: FeatureConfig) -> torch.Tensor:
 
 
 @torch.no_grad()
-def transcribe(model: str | os.PathLike | LegacyModel, wav: Any, device: str | torch.device = "cpu") -> str:
-    """Greedy transcript of one utterance by a CTC, RNN-T or LAS directory.
+def transcribe(model: str | os.PathLike | LegacyModel, wav: Any, device: str | torch.device = "cpu",
+               beam: int = 1) -> str:
+    """Transcript of one utterance by a CTC, RNN-T or LAS directory (greedy, or beam search with ``beam`` > 1).
 
     Args:
         model: the model directory (or a :class:`LegacyModel` from :func:`load_legacy`).
         wav: an audio file path, or a ``[T]`` waveform at the model's sample rate (16 kHz).
         device: where to run.
+        beam: hypotheses kept; 1 is greedy. CTC: prefix beam search; RNN-T: its beam search; LAS: beam search
+            with length normalization 1.0 and coverage penalty 0.2 (the README's measured setting).
 
     Returns:
         The transcript in :func:`normalize_text` form.
     """
+    if beam < 1:
+        raise ValueError(f"beam must be >= 1, got {beam}")
     loaded = _loaded(model, device)
     m = loaded.model
     if not isinstance(m, ASR_CLASSES):
@@ -235,10 +242,16 @@ def transcribe(model: str | os.PathLike | LegacyModel, wav: Any, device: str | t
     feats = features_of(wav, loaded.features)[None].to(next(m.parameters()).device)  # [1, F, n_mels]
     lengths = torch.tensor([feats.shape[1]], device=feats.device)
     if isinstance(m, LASModel):
-        ids = las_greedy_decode(m, feats, lengths)[0].tokens
+        if beam == 1:
+            ids = las_greedy_decode(m, feats, lengths)[0].tokens
+        else:
+            options = LASDecodingOptions(beam_size=beam, length_penalty=1.0, coverage_penalty=0.2)
+            ids = las_beam_search(m, feats, lengths, options)[0].tokens
         ids = [i for i in ids if 0 < i < len(loaded.vocab)]  # a stray start/end id is not a character
-    else:
+    elif beam == 1:
         ids = m.greedy_decode(feats, lengths)[0]
+    else:
+        ids = m.beam_search(feats, lengths, beam_size=beam)[0]
     return loaded.vocab.decode(ids)
 
 

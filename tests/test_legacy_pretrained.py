@@ -1,6 +1,6 @@
-"""The shipped baselines (``legacy_seq2seq/pretrained/{ctc,rnnt,hifigan}``): they load alone; the recognizers
-transcribe speech the tiny corpus makes (the corpus's voices and sentence grammar) far better than chance, and the
-vocoder gives its log-mel back."""
+"""The shipped baselines (``legacy_seq2seq/pretrained/{ctc,rnnt,las,hifigan}``): they load alone; the recognizers
+(greedy and beam search) transcribe speech the tiny corpus makes (the corpus's voices and sentence grammar) far
+better than chance, and the vocoder gives its log-mel back."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from training.evaluation.metrics import char_error_rate
 PRETRAINED = Path(__file__).resolve().parents[1] / "legacy_seq2seq" / "pretrained"
 
 
-@pytest.mark.parametrize("name", ["ctc", "rnnt"])
-def test_shipped_recognizer_transcribes(name: str, tiny_corpus: Path) -> None:
+@pytest.mark.parametrize("beam", [1, 4])
+@pytest.mark.parametrize("name", ["ctc", "rnnt", "las"])
+def test_shipped_recognizer_transcribes(name: str, beam: int, tiny_corpus: Path) -> None:
     torch.set_num_threads(1)
     model = load_legacy(PRETRAINED / name)
     rows = [r for r in read_manifest(tiny_corpus) if r.get("text") and r.get("lang") in ("en", "es")][:12]
     assert rows
     refs = [normalize_text(r["text"]) for r in rows]
-    hyps = [transcribe(model, r["path"]) for r in rows]
+    hyps = [transcribe(model, r["path"], beam=beam) for r in rows]
     cer = char_error_rate(refs, hyps)
     assert cer < 0.5, (cer, list(zip(refs, hyps, strict=True))[:3])
 

@@ -95,23 +95,17 @@ def _asr_scores(rows: list[dict[str, Any]]) -> dict[str, float]:
 # --- ASR ----------------------------------------------------------------------------------------------------------
 def eval_asr(kind: str, directory: Path, chosen: list[dict[str, Any]], wav: Any, beam: int = 0,
              progress: bool = True) -> dict[str, Any]:
-    """WER/CER and RTF of a CTC, RNN-T or LAS directory (greedy; LAS with ``beam`` > 0: beam search)."""
-    from legacy_seq2seq.inference import features_of, load_legacy, transcribe
-    from legacy_seq2seq.las_decoding import LASDecodingOptions, beam_search
+    """WER/CER and RTF of a CTC, RNN-T or LAS directory (greedy; ``beam`` > 1: beam search)."""
+    from legacy_seq2seq.inference import load_legacy, transcribe
 
     loaded = load_legacy(directory)
     timer, rows = Timer(), []
     for r in tqdm(chosen, desc=f"{kind}{' beam' if beam else ''}", disable=not progress):
         audio = wav(r)
-        if beam:
-            def run(audio: np.ndarray = audio) -> str:
-                feats = features_of(audio, loaded.features)[None]
-                options = LASDecodingOptions(beam_size=beam, length_penalty=1.0, coverage_penalty=0.2)
-                hyp = beam_search(loaded.model, feats, torch.tensor([feats.shape[1]]), options)[0]
-                return loaded.vocab.decode([i for i in hyp.tokens if 0 < i < len(loaded.vocab)])
-        else:
-            def run(audio: np.ndarray = audio) -> str:
-                return transcribe(loaded, audio)
+
+        def run(audio: np.ndarray = audio) -> str:
+            return transcribe(loaded, audio, beam=max(beam, 1))
+
         rows.append({"id": r["id"], "lang": r["lang"], "reference": r["text"],
                      "hypothesis": timer(run, r["duration"])})
     return {"metrics": {**_asr_scores(rows), "rtf": timer.rtf}, "outputs": rows}
