@@ -612,16 +612,22 @@ class AudioLanguageModel:
         if _is_silent(wav):
             raise AudioInputError("the audio is silent: there is no voice to continue")
         codes = self.codec.encode(wav)[0].cpu()  # [K, F]
-        k = self.num_codebooks
+        units = None
+        if self.model.config.audio_units:  # each prompt frame is its unit, then its codes (uncollapsed units)
+            units = self.units.encode(wav, collapse=False)
+            n = min(len(units), codes.shape[1])  # the two frame counts may differ by the last partial frame
+            units, codes = units[:n], codes[:, :n]
+        stride = self.num_codebooks + int(self.model.config.audio_units)  # ids per frame
         frames = math.ceil(seconds * self.codec.frame_rate)
-        budget = frames * k + 2  # the frames, </audio>, <eos>
-        room = (self.model.config.max_position_embeddings - budget - 2) // k  # prompt frames after <continue> <audio>
+        budget = frames * stride + 2  # the frames, </audio>, <eos>
+        room = (self.model.config.max_position_embeddings - budget - 2) // stride  # prompt frames after the markers
         if room < 1:
             raise ValueError(f"seconds={seconds} is more than this model's context holds; ask for less")
         if codes.shape[1] > room:
             log.info("continuation prompt cut to its last %d of %d frames (the model's context)", room, codes.shape[1])
             codes = codes[:, -room:]
-        return TaskJob("continue", {None: continue_prompt(self.vocab, codes)}, None, min_frames=frames,
+            units = None if units is None else units[-room:]
+        return TaskJob("continue", {None: continue_prompt(self.vocab, codes, units)}, None, min_frames=frames,
                        max_new_tokens=budget, prompt_codes=codes if include_prompt else None)
 
     # --- helpers -------------------------------------------------------------------------------------------
@@ -676,7 +682,7 @@ class AudioLanguageModel:
         k = self.num_codebooks
         budget = (options.max_new_tokens or job.max_new_tokens
                   or max_new_tokens_for(job.task, source_length(self.vocab, job.task, prompt, k), k,
-                                        self.model.config.asr_word_phones))
+                                        self.model.config.asr_word_phones, self.model.config.audio_units))
         context = self.model.config.max_position_embeddings
         if len(prompt) + budget > context:
             raise ValueError(f"the input is too long for this model: its prompt takes {len(prompt)} tokens and the "

@@ -12,6 +12,7 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``voice_seconds``: length of the voice prompts (TTS, S2ST) the model was trained with;
 - ``asr_context``: whether ASR prompts may carry earlier text (the previous chunk's, in long-form decoding);
 - ``asr_word_phones``: whether ASR output spells each word's phones (unit ids) before the word's text ids;
+- ``audio_units``: whether every audio frame the model writes (or continues) is its unit, then its codec ids;
 - ``schema_version``: bumped when the meaning of a field changes.
 
 Presets are factory functions (``alm_debug`` … ``alm_base``) taking the vocabulary (or its layout).
@@ -48,6 +49,10 @@ class AlmConfig(LlamaConfig):
         asr_word_phones: the model was trained to write ASR output as "copy, then spell": before each word's
             text ids come the word's phones as unit ids (``<text> p p p word p p word … </text>``; "phone"
             units only). Decoding then allows unit ids inside the ASR text segment and drops them from the text.
+        audio_units: the model was trained to write each audio frame (TTS, S2ST, continuation; and to read the frames
+            of a continuation prompt) as the frame's unit followed by its codec ids, ``u c_1 … c_K`` (a semantic
+            stream before the acoustic one, as Moshi's semantic first codebook). Decoding allows a unit id at
+            the start of each frame and keeps the codec ids; voice prompts stay codec only.
         rope_theta: RoPE base; stored in ``rope_parameters`` as transformers 5 expects.
         schema_version: version of this config's schema (:data:`SCHEMA_VERSION`).
     """
@@ -62,6 +67,7 @@ class AlmConfig(LlamaConfig):
     voice_seconds: float = 3.0
     asr_context: bool = False
     asr_word_phones: bool = False
+    audio_units: bool = False
     rope_theta: float = 10000.0
     schema_version: int = SCHEMA_VERSION
 

@@ -210,7 +210,7 @@ def max_chunk_seconds(model: AudioLanguageModel, task: str, limit: float = 30.0)
         speech = {"units": frames + 2, "codec": frames * k + 2, "both": frames * (k + 1) + 4}[cfg.input_speech]
         source = frames  # units, or codec frames when the prompt carries no units
         head = {"asr": 2 + (MAX_CONTEXT_TOKENS + 2 if cfg.asr_context else 0), "slu": 2, "s2st": 3 + voice}[task]
-        return head + speech + max_new_tokens_for(task, source, k, cfg.asr_word_phones) <= context
+        return head + speech + max_new_tokens_for(task, source, k, cfg.asr_word_phones, cfg.audio_units) <= context
 
     lo, hi = 0, int(limit * 10)
     while lo < hi:  # the largest tenth of a second that fits

@@ -12,6 +12,12 @@ One decoder does every task; the task is nothing but the prompt (DESIGN.md, task
 A model trained with ``AlmConfig.asr_word_phones`` writes its ASR text "copied, then spelled": each word's
 phones (unit ids) before the word (:func:`spelled_text`); :func:`parse_output` keeps the text ids only.
 
+A model trained with ``AlmConfig.audio_units`` writes every audio frame of its outputs (and reads the frames of a
+continuation prompt) as the frame's unit followed by its ``K`` codec ids, ``u c_1 … c_K`` (:func:`audio_ids`):
+the units are a semantic stream in front of the acoustic one, as Moshi's semantic first codebook and the
+semantic-then-acoustic stages of AudioLM / SPEAR-TTS. Voice prompts stay codec only; :func:`parse_output` keeps
+the codec ids.
+
 ``u`` are unit ids, ``c`` codec ids flattened frame-major (see :mod:`alm.vocab`). The SLU target text is
 what ``training.data.slu.format_target`` writes (the caller formats it; ``alm`` does not import ``training``).
 
@@ -76,6 +82,20 @@ def _units(vocab: Vocabulary, units: TokenIds) -> list[int]:
     return _wrap(vocab, "units", vocab.units_to_ids(units))
 
 
+def audio_ids(vocab: Vocabulary, codes: Codes, units: TokenIds | None = None) -> list[int]:
+    """An audio stream's ids: codes ``[K, F]`` frame-major (:meth:`Vocabulary.codes_to_ids`), or with ``units``
+    ``[F]`` (the same frames' units, uncollapsed) each frame as ``u c_1 … c_K``: ids ``[F * (K + 1)]``."""
+    ids = vocab.codes_to_ids(codes)
+    if units is None:
+        return ids
+    u = vocab.units_to_ids(units)
+    k, f = int(np.shape(codes)[0]), int(np.shape(codes)[1])
+    if len(u) != f:
+        raise VocabularyError(f"{len(u)} units for {f} codec frames: the audio stream needs one unit per frame")
+    frames = torch.tensor(ids, dtype=torch.long).reshape(f, k)
+    return torch.cat([torch.tensor(u, dtype=torch.long)[:, None], frames], 1).reshape(-1).tolist()
+
+
 def _voice(vocab: Vocabulary, voice_codes: Codes | None, max_frames: int | None) -> list[int]:
     """``<voice> c… </voice>`` from the first ``max_frames`` frames; empty when no voice is given."""
     if voice_codes is None:
@@ -133,9 +153,10 @@ def slu_prompt(vocab: Vocabulary, lang: str, units: TokenIds) -> list[int]:
     return [vocab.task_id("slu"), vocab.lang_id(lang), *_units(vocab, units)]
 
 
-def continue_prompt(vocab: Vocabulary, prompt_codes: Codes) -> list[int]:
-    """``<continue> <audio> c…`` for prompt codes ``[K, F]`` (the audio segment is left open)."""
-    return [vocab.task_id("continue"), vocab.token_id("<audio>"), *vocab.codes_to_ids(prompt_codes)]
+def continue_prompt(vocab: Vocabulary, prompt_codes: Codes, prompt_units: TokenIds | None = None) -> list[int]:
+    """``<continue> <audio> c…`` for prompt codes ``[K, F]`` (the audio segment is left open); with
+    ``prompt_units`` ``[F]`` (a model with ``AlmConfig.audio_units``) each frame is ``u c…`` (:func:`audio_ids`)."""
+    return [vocab.task_id("continue"), vocab.token_id("<audio>"), *audio_ids(vocab, prompt_codes, prompt_units)]
 
 
 def with_speech_input(vocab: Vocabulary, prompt: list[int], mode: str, codes: Codes | None = None) -> list[int]:
@@ -186,20 +207,23 @@ def spelled_text(vocab: Vocabulary, text: str, word_phones: list[TokenIds]) -> l
 
 
 def tts_example(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None, target_codes: Codes,
-                prompt_weight: float = 0.0, max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> Example:
-    """TTS pair: :func:`tts_prompt` -> ``<audio> c… </audio> <eos>``; both code arrays ``[K, F]``, same K."""
+                prompt_weight: float = 0.0, max_voice_frames: int | None = VOICE_PROMPT_FRAMES,
+                target_units: TokenIds | None = None) -> Example:
+    """TTS pair: :func:`tts_prompt` -> ``<audio> c… </audio> <eos>``; both code arrays ``[K, F]``, same K; with
+    ``target_units`` ``[F]`` the audio frames are ``u c…`` (:func:`audio_ids`)."""
     _check_k(voice_codes, target_codes)
-    target = [*_wrap(vocab, "audio", vocab.codes_to_ids(target_codes)), vocab.eos_id]
+    target = [*_wrap(vocab, "audio", audio_ids(vocab, target_codes, target_units)), vocab.eos_id]
     return _example(tts_prompt(vocab, lang, text, voice_codes, max_voice_frames), target, prompt_weight)
 
 
 def s2st_example(vocab: Vocabulary, src: str, tgt: str, units: TokenIds, voice_codes: Codes | None,
                  target_text: str, target_codes: Codes, with_text: bool = True, prompt_weight: float = 0.0,
-                 max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> Example:
-    """S2ST pair: :func:`s2st_prompt` -> ``[<text> L2 text </text>] <audio> c… </audio> <eos>``."""
+                 max_voice_frames: int | None = VOICE_PROMPT_FRAMES, target_units: TokenIds | None = None) -> Example:
+    """S2ST pair: :func:`s2st_prompt` -> ``[<text> L2 text </text>] <audio> c… </audio> <eos>`` (with
+    ``target_units`` ``[F]`` the audio frames are ``u c…``)."""
     _check_k(voice_codes, target_codes)
     text = _wrap(vocab, "text", vocab.encode_text(target_text)) if with_text else []
-    target = [*text, *_wrap(vocab, "audio", vocab.codes_to_ids(target_codes)), vocab.eos_id]
+    target = [*text, *_wrap(vocab, "audio", audio_ids(vocab, target_codes, target_units)), vocab.eos_id]
     return _example(s2st_prompt(vocab, src, tgt, units, voice_codes, max_voice_frames), target, prompt_weight)
 
 
@@ -211,11 +235,15 @@ def slu_example(vocab: Vocabulary, lang: str, units: TokenIds, target_text: str,
 
 
 def continue_example(vocab: Vocabulary, prompt_codes: Codes, target_codes: Codes,
-                     prompt_weight: float = 0.0) -> Example:
-    """Continuation pair: :func:`continue_prompt` -> ``c… </audio> <eos>``; codes ``[K, F]``, same K."""
+                     prompt_weight: float = 0.0, prompt_units: TokenIds | None = None,
+                     target_units: TokenIds | None = None) -> Example:
+    """Continuation pair: :func:`continue_prompt` -> ``c… </audio> <eos>``; codes ``[K, F]``, same K (with
+    ``prompt_units`` / ``target_units`` ``[F]``, both or neither, the frames are ``u c…``)."""
     _check_k(prompt_codes, target_codes)
-    target = [*vocab.codes_to_ids(target_codes), vocab.token_id("</audio>"), vocab.eos_id]
-    return _example(continue_prompt(vocab, prompt_codes), target, prompt_weight)
+    if (prompt_units is None) != (target_units is None):
+        raise VocabularyError("give units for both the prompt and the target frames, or for neither")
+    target = [*audio_ids(vocab, target_codes, target_units), vocab.token_id("</audio>"), vocab.eos_id]
+    return _example(continue_prompt(vocab, prompt_codes, prompt_units), target, prompt_weight)
 
 
 def task_of(vocab: Vocabulary, input_ids: TokenIds) -> str:
@@ -241,6 +269,7 @@ class OutputState:
     audio_open: bool  # <audio> written (always true for continuation: the prompt opens it)
     audio_closed: bool
     n_codec: int  # codec ids written
+    n_units: int = 0  # unit ids written (spelled ASR text; audio frames of an audio_units model)
 
 
 def output_state(vocab: Vocabulary, task: str, generated: TokenIds) -> OutputState:
@@ -255,12 +284,13 @@ def output_state(vocab: Vocabulary, task: str, generated: TokenIds) -> OutputSta
         text_open=seen("<text>"), text_closed=seen("</text>"),
         audio_open=task == "continue" or seen("<audio>"), audio_closed=seen("</audio>"),
         n_codec=int(((g >= vocab.codec.start) & (g < vocab.codec.end)).sum()),
+        n_units=int(((g >= vocab.units.start) & (g < vocab.units.end)).sum()),
     )
 
 
 def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codebooks: int | None = None,
                  remaining: int | None = None, min_frames: int = 1, s2st_text: bool | None = None,
-                 asr_units: bool = False) -> list[TokenRange]:
+                 asr_units: bool = False, audio_units: bool = False) -> list[TokenRange]:
     """Id ranges the task may emit after ``generated`` (the output so far, prompt excluded).
 
     Text tasks: ``<text>``, then text ids or ``</text>``, then ``<eos>``. Audio: the codec range of the
@@ -275,6 +305,8 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
     Args:
         num_codebooks: K of the audio stream (defaults to ``vocab.num_codebooks``).
         asr_units: ASR's text segment may also hold unit ids (a model with ``AlmConfig.asr_word_phones``).
+        audio_units: every audio frame starts with a unit id, then its ``K`` codec ids (a model with
+            ``AlmConfig.audio_units``).
     """
     if task not in TASKS:
         raise VocabularyError(f"unknown task {task!r}; known: {TASKS}")
@@ -282,10 +314,12 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
     s = output_state(vocab, task, generated)
     one = {name: TokenRange(vocab.token_id(name), vocab.token_id(name) + 1)
            for name in ("<eos>", "<text>", "</text>", "<audio>", "</audio>")}
-    audio_min = min_frames * k  # codec ids in the shortest proper audio
+    stride = k + 1 if audio_units else k  # ids per audio frame
+    audio_min = min_frames * stride  # audio ids in the shortest proper audio
+    n_audio = s.n_codec + (s.n_units if audio_units else 0)  # audio ids written (no units outside audio here)
 
-    def audio_cost(n: int) -> int:  # ids still needed after n codec ids: finish the frame(s), </audio>, <eos>
-        return max(math.ceil(n / k) * k, audio_min) - n + 2
+    def audio_cost(n: int) -> int:  # ids still needed after n audio ids: finish the frame(s), </audio>, <eos>
+        return max(math.ceil(n / stride) * stride, audio_min) - n + 2
 
     # (ranges, ids still needed to finish after taking this move)
     moves: list[tuple[TokenRange, int]]
@@ -298,9 +332,10 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
         if asr_units and task == "asr":
             moves.insert(1, (vocab.units, 2))
     elif s.audio_open:
-        phase = s.n_codec % k
-        moves = [(vocab.codebook(phase), audio_cost(s.n_codec + 1))]
-        if phase == 0 and s.n_codec >= audio_min:
+        phase = n_audio % stride
+        turn = (vocab.units if phase == 0 else vocab.codebook(phase - 1)) if audio_units else vocab.codebook(phase)
+        moves = [(turn, audio_cost(n_audio + 1))]
+        if phase == 0 and n_audio >= audio_min:
             moves.append((one["</audio>"], 1))
     elif task == "s2st" and s.text_open and not s.text_closed:
         moves = [(vocab.text, audio_min + 4), (one["</text>"], audio_min + 3)]

@@ -209,6 +209,34 @@ def test_examples_for_every_task(cache: TokenCache, vocab: Vocabulary) -> None:
     assert ex.loss_weights[ex.prompt_len:] == [1.0] * (len(ex.input_ids) - ex.prompt_len)
 
 
+def test_audio_unit_frames_are_the_cached_units_of_the_same_audio(cache: TokenCache, vocab: Vocabulary) -> None:
+    # audio_units: each output frame is the utterance's own (uncollapsed) unit at that frame, then its codes;
+    # the continuation prompt's frames too; the grammar with audio_units accepts every target
+    from alm.prompts import allowed_next
+
+    plain = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K))
+    builder = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, audio_units=True))
+    groups = builder.groups("train", ("tts", "s2st", "continue"))
+    for task in ("tts", "s2st", "continue"):
+        utt = groups[(task, "en")][0]
+        r = cache.records[utt]
+        ex = builder.build(task, utt, np.random.default_rng(0))
+        base = plain.build(task, utt, np.random.default_rng(0))
+        _check_masking(ex, vocab, task)
+        out_id = r["translation_id"] if task == "s2st" else utt
+        stream = [i for i in ex.input_ids if i in vocab.codec or i in vocab.units]
+        if task in ("tts", "s2st"):
+            assert ex.input_ids[: ex.prompt_len] == base.input_ids[: base.prompt_len]  # the same prompt
+            stream = _segment(vocab, ex.input_ids[ex.prompt_len:], "audio")
+        frames = np.array(stream).reshape(-1, K + 1)
+        assert vocab.ids_to_units(frames[:, 0].tolist()) == cache.units[out_id].astype(np.int64).tolist()
+        assert np.array_equal(vocab.ids_to_codes(frames[:, 1:].reshape(-1).tolist(), K).numpy(),
+                              cache.codes[out_id][:K])
+        target = ex.input_ids[ex.prompt_len:]
+        assert all(any(i in rg for rg in allowed_next(vocab, task, target[:n], num_codebooks=K, audio_units=True))
+                   for n, i in enumerate(target))
+
+
 # --- sampler ---------------------------------------------------------------------------------------------------
 COUNTS = {("asr", "en"): 6000, ("asr", "es"): 2000, ("tts", "en"): 3000, ("tts", "es"): 1000, ("s2st", "en"): 300,
           ("s2st", "es"): 300, ("slu", "en"): 400, ("continue", "en"): 900, ("continue", "es"): 100}
@@ -346,6 +374,9 @@ def test_train_checkpoint_and_resume(tiny_corpus: Path, tokenizer_dirs: tuple[Pa
     assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 0.5, losses  # it learns
     valid = [h for h in second.history if "valid_loss" in h]
     assert [h["step"] for h in valid] == [10, 20, 30] and "valid_loss/asr" in valid[-1]
+    audio = [t for t in ("tts", "s2st", "continue") if f"valid_loss/{t}" in valid[-1]]
+    assert "tts" in audio and all(valid[-1][f"valid_codec_loss/{t}"] > 0 for t in audio)  # codec ids alone
+    assert "valid_codec_loss/asr" not in valid[-1]
 
     # the exported checkpoint rebuilds everything on its own
     final = second.checkpoint
@@ -475,6 +506,12 @@ def test_fine_tune_starts_from_a_released_checkpoint(tiny_corpus: Path, tokenize
     first_base = next(h["loss"] for h in base.history if "loss" in h)
     first_tuned = next(h["loss"] for h in tuned.history if "loss" in h)
     assert first_tuned < first_base - 0.5 and not _same_weights(tuned.model, base.model)
+    # fine-tuning into "unit, then codes" audio frames: the flag is saved with the weights, decoding follows it
+    framed = train(tiny_corpus, tmp_path / "framed", TrainAlmConfig(
+        steps=2, init_from=str(base.checkpoint), audio_units=True, **_common(tokenizer_dirs, cache_root)),
+        progress=False)
+    assert not base.model.config.audio_units and framed.model.config.audio_units
+    assert AlmForCausalLM.from_pretrained(framed.checkpoint).config.audio_units
 
 
 def test_replacing_the_units_keeps_every_other_embedding_row(vocab: Vocabulary) -> None:

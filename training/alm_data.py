@@ -332,6 +332,8 @@ class ExampleOptions:
             (``Example.ctc_targets``, for the auxiliary CTC loss).
         asr_word_phones: ASR targets spell each word's phones before the word ("copy, then spell",
             :func:`alm.prompts.spelled_text`); the builder then needs a lexicon (:meth:`ExampleBuilder.set_lexicon`).
+        audio_units: every audio frame of TTS / S2ST / continuation targets (and of continuation prompts) is the
+            frame's cached unit (uncollapsed) followed by its codes (:func:`alm.prompts.audio_ids`).
     """
 
     num_codebooks: int
@@ -344,6 +346,7 @@ class ExampleOptions:
     asr_context_prob: float = 0.0
     ctc_targets: bool = False
     asr_word_phones: bool = False
+    audio_units: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.asr_context_prob <= 1.0:
@@ -479,17 +482,19 @@ class ExampleBuilder:
         if task == "tts":
             voice = self.voice_prompt(r["split"], r["speaker"], exclude=utt_id, rng=rng)
             return tts_example(v, r["lang"], r["text"], voice, self._codes(utt_id), o.prompt_weight,
-                               max_voice_frames=None)
+                               max_voice_frames=None, target_units=self._frame_units(utt_id))
         if task == "s2st":
             t = self.cache.records[r["translation_id"]]
             voice = self.voice_prompt(t["split"], t["speaker"], exclude=t["id"], rng=rng)
             with_text = bool(rng.random() < o.s2st_text_prob)
             ex = s2st_example(v, r["lang"], t["lang"], self._units(utt_id), voice, t["text"], self._codes(t["id"]),
-                              with_text=with_text, prompt_weight=o.prompt_weight, max_voice_frames=None)
+                              with_text=with_text, prompt_weight=o.prompt_weight, max_voice_frames=None,
+                              target_units=self._frame_units(t["id"]))
             return self._speech_input(ex, utt_id)
         if task == "continue":
-            codes, cut = self._codes(utt_id), self._cut(utt_id)
-            return continue_example(v, codes[:, :cut], codes[:, cut:], o.prompt_weight)
+            codes, cut, units = self._codes(utt_id), self._cut(utt_id), self._frame_units(utt_id)
+            return continue_example(v, codes[:, :cut], codes[:, cut:], o.prompt_weight,
+                                    None if units is None else units[:cut], None if units is None else units[cut:])
         raise ValueError(f"unknown task {task!r}; known: {TASKS}")
 
     def context(self, split: str, lang: str, exclude: str, rng: np.random.Generator) -> str | None:
@@ -534,6 +539,10 @@ class ExampleBuilder:
         u = self.cache.units[utt_id].astype(np.int64)
         u = collapse(u) if self.options.collapse_units else u
         return without_blanks(u) if self.options.drop_unit_blanks else u
+
+    def _frame_units(self, utt_id: str) -> np.ndarray | None:
+        """``[F]`` uncollapsed units of the utterance's codec frames (``audio_units`` streams), else ``None``."""
+        return self.cache.units[utt_id].astype(np.int64) if self.options.audio_units else None
 
     def _cut(self, utt_id: str) -> int:
         return int(round(float(self.cache.records[utt_id]["continue_at"]) * self.cache.frame_rate))

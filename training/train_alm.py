@@ -44,7 +44,7 @@ from tqdm import tqdm
 from alm.config import PRESETS
 from alm.generation import generate_for_task
 from alm.model import AlmForCausalLM, token_losses, weighted_causal_lm_loss
-from alm.prompts import IGNORE_INDEX, Example, parse_output
+from alm.prompts import AUDIO_TASKS, IGNORE_INDEX, Example, parse_output
 from alm.vocab import TASKS, Vocabulary, train_text_tokenizer
 from codec import load_codec, load_units
 from codec.base import AudioTokenizer
@@ -111,6 +111,7 @@ class TrainAlmConfig(TrainConfig):
     ctc_weight: float = 0.0  # weight of the auxiliary CTC loss on the speech positions (training.speech_ctc; 0: off)
     asr_sim_sentences: int = 0  # per language: text-only ASR items with simulated phone units (training.phone_sim)
     asr_word_phones: bool = False  # ASR targets spell each word's phones before it (sets the model's asr_word_phones)
+    audio_units: bool = False  # audio frames are written "unit, then codes" (sets the model's audio_units)
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
@@ -448,24 +449,35 @@ def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> T
 def evaluate(model: AlmForCausalLM, eval_sets: dict[str, list[tuple[str, Example]]], pad_id: int, max_tokens: int,
              device: torch.device, cfg: TrainAlmConfig, vocab: Vocabulary | None = None) -> dict[str, float]:
     """Mean target-token loss per task (``valid_loss/<task>``) and over all tasks (``valid_loss``); with
-    ``vocab`` and examples carrying CTC targets, also the auxiliary CTC loss over them (``valid_ctc``)."""
+    ``vocab``, also the loss over the codec ids of the audio tasks' targets alone (``valid_codec_loss/<task>``:
+    comparable between models whose audio frames carry units, ``AlmConfig.audio_units``, and models whose do
+    not) and, for examples carrying CTC targets, the auxiliary CTC loss over them (``valid_ctc``)."""
     was_training = model.training
     model.eval()
     out, total, count = {}, 0.0, 0
     ctc_sum, ctc_rows = 0.0, 0
     for task, items in eval_sets.items():
         loss_sum, n_sum = 0.0, 0
+        codec_sum, codec_n = 0.0, 0
         for batch in pack([(task, ex) for _, ex in items], max_tokens, pad_id):
             n = batch.num_targets
+            inputs = batch.model_inputs(device)
             with _autocast(device, cfg):
-                result = model(**batch.model_inputs(device))
+                result = model(**inputs)
             loss_sum, n_sum = loss_sum + float(result.loss) * n, n_sum + n
+            if vocab is not None and task in AUDIO_TASKS:
+                labels = inputs["labels"][:, 1:]
+                is_codec = (labels >= vocab.codec.start) & (labels < vocab.codec.end)
+                codec_sum += float(token_losses(result.logits, inputs["labels"])[is_codec].sum())
+                codec_n += int(is_codec.sum())
             if vocab is not None and any(t for t in batch.ctc_targets):
                 ctc, rows = speech_ctc_loss(result.logits, batch.input_ids, batch.ctc_targets, vocab)
                 ctc_sum, ctc_rows = ctc_sum + float(ctc) * rows, ctc_rows + rows
         if n_sum:
             out[f"valid_loss/{task}"] = loss_sum / n_sum
             total, count = total + loss_sum, count + n_sum
+        if codec_n:
+            out[f"valid_codec_loss/{task}"] = codec_sum / codec_n
     if count:
         out["valid_loss"] = total / count
     if ctc_rows:
@@ -588,6 +600,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         if state.units.kind != "phone":
             raise ValueError(f"asr_word_phones needs 'phone' units, not {state.units.kind!r}")
         state.model.config.asr_word_phones = True  # saved with the weights: decoding allows and drops the phones
+    if cfg.audio_units and not state.model.config.audio_units:
+        state.model.config.audio_units = True  # saved with the weights: decoding writes a unit before each frame
     engine = make_engine(state.model, state.optimizer, cfg, device)
     info = engine.info
     main = info.is_main
@@ -607,7 +621,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                              voice_seconds=state.model.config.voice_seconds,
                              s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight,
                              asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0,
-                             asr_word_phones=bool(state.model.config.asr_word_phones))
+                             asr_word_phones=bool(state.model.config.asr_word_phones),
+                             audio_units=bool(state.model.config.audio_units))
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
