@@ -299,6 +299,7 @@ class AudioLanguageModel:
         self.path = None if path is None else Path(path)
         self.guards = GuardConfig()  # hallucination guards; GuardConfig(enabled=False) turns them off
         self.longform = LongformConfig()  # how long audio is chunked and long text split
+        self._lexicon: Any = None  # word -> phones, for a model with tts_word_phones (codec.word_phones.WordPhones)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu", *,
@@ -578,8 +579,22 @@ class AudioLanguageModel:
 
     def _tts_job(self, spoken: str, language: str, voice_codes: torch.Tensor | None) -> TaskJob:
         """A TTS job for text already in spoken form and voice codes ``[K, F]`` (or ``None``)."""
-        return TaskJob("tts", {language: tts_prompt(self.vocab, language, spoken, voice_codes, self._voice_frames())},
-                       language, text=spoken)
+        phones = self._word_phones(language, spoken) if self.model.config.tts_word_phones else None
+        return TaskJob("tts", {language: tts_prompt(self.vocab, language, spoken, voice_codes, self._voice_frames(),
+                                                    phones)}, language, text=spoken)
+
+    def _word_phones(self, language: str, text: str) -> list[list[int]]:
+        """Each word's espeak-ng phones as unit ids (the prompt of a model with ``AlmConfig.tts_word_phones``)."""
+        from codec.word_phones import WordPhones
+
+        if self._lexicon is None:
+            self._lexicon = WordPhones(self.units)  # in memory: a word costs one espeak-ng call the first time
+        try:
+            self._lexicon.add([(language, text)], progress=False)
+        except FileNotFoundError as e:
+            raise RuntimeError("this model reads phonemized text and needs the espeak-ng program "
+                               "(apt-get install espeak-ng)") from e
+        return self._lexicon(language, text)
 
     def _prepare_s2st(self, audio: AudioInput, target_language: str | None = None, source_language: str | None = None,
                       voice: AudioInput | None = None, sample_rate: int | None = None) -> TaskJob:

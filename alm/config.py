@@ -13,6 +13,7 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``asr_context``: whether ASR prompts may carry earlier text (the previous chunk's, in long-form decoding);
 - ``asr_word_phones``: whether ASR output spells each word's phones (unit ids) before the word's text ids;
 - ``audio_units``: whether every audio frame the model writes (or continues) is its unit, then its codec ids;
+- ``tts_word_phones``: whether the TTS prompt's text spells each word's phones (unit ids) before the word;
 - ``schema_version``: bumped when the meaning of a field changes.
 
 Presets are factory functions (``alm_debug`` … ``alm_base``) taking the vocabulary (or its layout).
@@ -53,6 +54,9 @@ class AlmConfig(LlamaConfig):
             of a continuation prompt) as the frame's unit followed by its codec ids, ``u c_1 … c_K`` (a semantic
             stream before the acoustic one, as Moshi's semantic first codebook). Decoding allows a unit id at
             the start of each frame and keeps the codec ids; voice prompts stay codec only.
+        tts_word_phones: the model was trained with TTS prompts whose text spells each word's phones (espeak-ng's,
+            as unit ids) before the word, ``<text> p p p word p p word … </text>`` ("phone" units only), as
+            classic TTS front ends give the acoustic model phonemes; ``synthesize`` phonemizes the text the same way.
         rope_theta: RoPE base; stored in ``rope_parameters`` as transformers 5 expects.
         schema_version: version of this config's schema (:data:`SCHEMA_VERSION`).
     """
@@ -68,6 +72,7 @@ class AlmConfig(LlamaConfig):
     asr_context: bool = False
     asr_word_phones: bool = False
     audio_units: bool = False
+    tts_word_phones: bool = False
     rope_theta: float = 10000.0
     schema_version: int = SCHEMA_VERSION
 

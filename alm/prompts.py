@@ -12,6 +12,9 @@ One decoder does every task; the task is nothing but the prompt (DESIGN.md, task
 A model trained with ``AlmConfig.asr_word_phones`` writes its ASR text "copied, then spelled": each word's
 phones (unit ids) before the word (:func:`spelled_text`); :func:`parse_output` keeps the text ids only.
 
+A model trained with ``AlmConfig.tts_word_phones`` reads its TTS text spelled the same way (the phones are what
+to say, the text ids how it is written), as classic TTS front ends hand the acoustic model phonemes.
+
 A model trained with ``AlmConfig.audio_units`` writes every audio frame of its outputs (and reads the frames of a
 continuation prompt) as the frame's unit followed by its ``K`` codec ids, ``u c_1 … c_K`` (:func:`audio_ids`):
 the units are a semantic stream in front of the acoustic one, as Moshi's semantic first codebook and the
@@ -135,9 +138,15 @@ def asr_prompt(vocab: Vocabulary, lang: str, units: TokenIds, context: str | Non
 
 
 def tts_prompt(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None = None,
-               max_voice_frames: int | None = VOICE_PROMPT_FRAMES) -> list[int]:
-    """``<tts> <lang> <text> text </text> <voice> c… </voice>``; voice codes ``[K, F]`` cut to ~3 s."""
-    return [vocab.task_id("tts"), vocab.lang_id(lang), *_wrap(vocab, "text", vocab.encode_text(text)),
+               max_voice_frames: int | None = VOICE_PROMPT_FRAMES,
+               word_phones: list[TokenIds] | None = None) -> list[int]:
+    """``<tts> <lang> <text> text </text> <voice> c… </voice>``; voice codes ``[K, F]`` cut to ~3 s.
+
+    With ``word_phones`` (one unit-id sequence per word of ``text.split()``; a model with
+    ``AlmConfig.tts_word_phones``) the text is spelled, each word's phones before it (:func:`spelled_text`).
+    """
+    body = vocab.encode_text(text) if word_phones is None else spelled_text(vocab, text, word_phones)
+    return [vocab.task_id("tts"), vocab.lang_id(lang), *_wrap(vocab, "text", body),
             *_voice(vocab, voice_codes, max_voice_frames)]
 
 
@@ -208,12 +217,13 @@ def spelled_text(vocab: Vocabulary, text: str, word_phones: list[TokenIds]) -> l
 
 def tts_example(vocab: Vocabulary, lang: str, text: str, voice_codes: Codes | None, target_codes: Codes,
                 prompt_weight: float = 0.0, max_voice_frames: int | None = VOICE_PROMPT_FRAMES,
-                target_units: TokenIds | None = None) -> Example:
+                target_units: TokenIds | None = None, word_phones: list[TokenIds] | None = None) -> Example:
     """TTS pair: :func:`tts_prompt` -> ``<audio> c… </audio> <eos>``; both code arrays ``[K, F]``, same K; with
-    ``target_units`` ``[F]`` the audio frames are ``u c…`` (:func:`audio_ids`)."""
+    ``target_units`` ``[F]`` the audio frames are ``u c…`` (:func:`audio_ids`); ``word_phones`` spell the
+    prompt's text (:func:`tts_prompt`)."""
     _check_k(voice_codes, target_codes)
     target = [*_wrap(vocab, "audio", audio_ids(vocab, target_codes, target_units)), vocab.eos_id]
-    return _example(tts_prompt(vocab, lang, text, voice_codes, max_voice_frames), target, prompt_weight)
+    return _example(tts_prompt(vocab, lang, text, voice_codes, max_voice_frames, word_phones), target, prompt_weight)
 
 
 def s2st_example(vocab: Vocabulary, src: str, tgt: str, units: TokenIds, voice_codes: Codes | None,

@@ -39,13 +39,13 @@ from alm.checkpoint import load_checkpoint  # noqa: E402
 from alm.generation import generate_for_task  # noqa: E402
 from alm.prompts import asr_example, parse_output  # noqa: E402
 from codec.units import without_blanks  # noqa: E402
+from codec.word_phones import WordPhones  # noqa: E402
 from training.alm_data import build_token_cache, collapse  # noqa: E402
 from training.evaluation.eval_alm import select  # noqa: E402
 from training.evaluation.metrics import char_error_rate, word_error_rate  # noqa: E402
 from training.finetune_units import phone_table  # noqa: E402
 from training.phone_sim import BLANK, PhoneSimulator, SimConfig  # noqa: E402
 from training.plots import png_figure  # noqa: E402
-from training.word_phones import WordPhones  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLEAN = SimConfig(blank_prob=0.7, sub_prob=0.0, del_prob=0.0, ins_prob=0.0)  # 0.7: the measured blank rate

@@ -237,6 +237,30 @@ def test_audio_unit_frames_are_the_cached_units_of_the_same_audio(cache: TokenCa
                    for n, i in enumerate(target))
 
 
+def test_tts_word_phones_spell_the_prompt_text_from_the_lexicon(cache: TokenCache, vocab: Vocabulary) -> None:
+    # tts_word_phones: the TTS prompt's text is spelled from the builder's lexicon; the target and every other
+    # task stay as they were (ASR spells only with asr_word_phones)
+    from alm.prompts import spelled_text
+
+    def lexicon(lang: str, text: str) -> list[list[int]]:
+        return [[len(w) % 4 + 1, 2] for w in text.split()]  # any phones: what matters is where they go
+
+    plain = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K))
+    builder = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, tts_word_phones=True))
+    utt = builder.groups("train", ("tts",))[("tts", "en")][0]
+    with pytest.raises(ValueError, match="lexicon"):
+        builder.build("tts", utt, np.random.default_rng(0))
+    builder.set_lexicon(lexicon)
+    ex, base = builder.build("tts", utt, np.random.default_rng(0)), plain.build("tts", utt, np.random.default_rng(0))
+    _check_masking(ex, vocab, "tts")
+    text = cache.records[utt]["text"]
+    assert _segment(vocab, ex.input_ids[: ex.prompt_len], "text") == spelled_text(vocab, text, lexicon("en", text))
+    assert ex.input_ids[ex.prompt_len:] == base.input_ids[base.prompt_len:]
+    asr = builder.groups("train", ("asr",))[("asr", "en")][0]
+    assert builder.build("asr", asr, np.random.default_rng(0)).input_ids == plain.build(
+        "asr", asr, np.random.default_rng(0)).input_ids
+
+
 # --- sampler ---------------------------------------------------------------------------------------------------
 COUNTS = {("asr", "en"): 6000, ("asr", "es"): 2000, ("tts", "en"): 3000, ("tts", "es"): 1000, ("s2st", "en"): 300,
           ("s2st", "es"): 300, ("slu", "en"): 400, ("continue", "en"): 900, ("continue", "es"): 100}
@@ -512,6 +536,10 @@ def test_fine_tune_starts_from_a_released_checkpoint(tiny_corpus: Path, tokenize
         progress=False)
     assert not base.model.config.audio_units and framed.model.config.audio_units
     assert AlmForCausalLM.from_pretrained(framed.checkpoint).config.audio_units
+    with pytest.raises(ValueError, match="tts_word_phones needs 'phone' units"):  # these are MFCC units
+        train(tiny_corpus, tmp_path / "spelled", TrainAlmConfig(
+            steps=1, init_from=str(base.checkpoint), tts_word_phones=True, **_common(tokenizer_dirs, cache_root)),
+            progress=False)
 
 
 def test_replacing_the_units_keeps_every_other_embedding_row(vocab: Vocabulary) -> None:

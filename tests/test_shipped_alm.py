@@ -27,7 +27,7 @@ def shipped() -> alm.AudioLanguageModel:
 def _transcript_logprob(m: alm.AudioLanguageModel, units: list[int], lang: str, text: str) -> float:
     word_phones = None
     if m.model.config.asr_word_phones:  # the model spells each word's phones before it: score that target
-        from training.word_phones import WordPhones
+        from codec.word_phones import WordPhones
 
         lexicon = WordPhones(m.units)
         lexicon.add([(lang, text)], progress=False)

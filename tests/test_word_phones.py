@@ -1,6 +1,7 @@
 """"Copy, then spell" ASR targets (``AlmConfig.asr_word_phones``): the word-phone lexicon agrees with espeak-ng word
 by word, spelled targets read back to the transcript, decoding may write phones only where the format puts them,
-and a debug model learns to read with them."""
+and a debug model learns to read with them. Spelled TTS prompts (``AlmConfig.tts_word_phones``): the same
+spelling in the prompt, and ``synthesize`` phonemizes the user's text for such a model."""
 
 from __future__ import annotations
 
@@ -12,12 +13,21 @@ from transformers import Wav2Vec2BertModel
 from alm.config import AlmConfig, alm_debug
 from alm.generation import MARKERS, generate_for_task, max_new_tokens_for
 from alm.model import AlmForCausalLM
-from alm.prompts import Example, allowed_next, asr_example, asr_prompt, parse_output, spelled_text
+from alm.prompts import (
+    Example,
+    allowed_next,
+    asr_example,
+    asr_prompt,
+    parse_output,
+    spelled_text,
+    tts_example,
+    tts_prompt,
+)
 from alm.vocab import Vocabulary, VocabularyError, train_text_tokenizer
 from codec.units import UnitConfig, UnitTokenizer, conformer_arch, small_conformer_config
+from codec.word_phones import WordPhones, clean_word
 from training.alm_data import collate
 from training.finetune_units import phonemize
-from training.word_phones import WordPhones, clean_word
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -125,3 +135,40 @@ def test_debug_model_learns_to_read_with_spelled_targets(tmp_path) -> None:
     new = generate_for_task(model, vocab, "asr", asr_prompt(vocab, "en", units), strategy="greedy")
     assert any(t in vocab.units for t in new)  # it writes the phones (the config allows them) ...
     assert parse_output(vocab, "asr", new).text == "sky sun moon"  # ... and the text it reads is right
+
+
+def test_tts_prompt_spells_the_text_and_keeps_the_target() -> None:
+    text = "the big dog"
+    vocab = _vocab([text])
+    phones = [[5, 6], [7, 8, 9], [10]]
+    codes = np.arange(6).reshape(1, 6) % 8
+    spelled = tts_example(vocab, "en", text, None, codes, word_phones=phones)
+    plain = tts_example(vocab, "en", text, None, codes)
+    prompt = spelled.input_ids[: spelled.prompt_len]
+    i, j = prompt.index(vocab.token_id("<text>")), prompt.index(vocab.token_id("</text>"))
+    assert prompt[i + 1: j] == spelled_text(vocab, text, phones)  # each word's phones, then the word
+    assert prompt[:i] == plain.input_ids[:i]  # <tts> <en>
+    assert spelled.input_ids[spelled.prompt_len:] == plain.input_ids[plain.prompt_len:]  # the same audio target
+    assert tts_prompt(vocab, "en", text, word_phones=phones) == prompt
+
+
+def test_synthesize_spells_the_text_for_a_model_trained_so(tmp_path) -> None:
+    from alm import load, save_checkpoint
+    from codec.neural import CodecConfig, NeuralCodec
+
+    units = _phone_units()
+    vocab = _vocab(["the big dog", "la mesa"])
+    codec = NeuralCodec(CodecConfig(n_filters=4, dimension=16, num_codebooks=1, cardinality=8)).eval()
+    torch.manual_seed(0)
+    model = AlmForCausalLM(alm_debug(vocab, tts_word_phones=True, voice_seconds=0.5)).eval()
+    m = load(save_checkpoint(tmp_path / "ckpt", model, vocab, codec, units))
+    assert m.model.config.tts_word_phones
+    lexicon = WordPhones(units)
+    for lang, text in (("en", "the big dog"), ("es", "la mesa")):
+        lexicon.add([(lang, text)], progress=False)
+        prompt = m.prepare("tts", text, language=lang).candidates[lang]
+        i, j = prompt.index(vocab.token_id("<text>")), prompt.index(vocab.token_id("</text>"))
+        assert prompt[i + 1: j] == spelled_text(vocab, text, lexicon(lang, text))
+        assert any(t in vocab.units for t in prompt[i + 1: j])
+    out = m.synthesize("the big dog", max_new_tokens=8)
+    assert out.sample_rate == 16000 and out.audio.ndim == 1

@@ -334,6 +334,8 @@ class ExampleOptions:
             :func:`alm.prompts.spelled_text`); the builder then needs a lexicon (:meth:`ExampleBuilder.set_lexicon`).
         audio_units: every audio frame of TTS / S2ST / continuation targets (and of continuation prompts) is the
             frame's cached unit (uncollapsed) followed by its codes (:func:`alm.prompts.audio_ids`).
+        tts_word_phones: TTS prompts spell each word's phones before the word (needs the lexicon, as
+            ``asr_word_phones``).
     """
 
     num_codebooks: int
@@ -347,6 +349,7 @@ class ExampleOptions:
     ctc_targets: bool = False
     asr_word_phones: bool = False
     audio_units: bool = False
+    tts_word_phones: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.asr_context_prob <= 1.0:
@@ -444,15 +447,16 @@ class ExampleBuilder:
         return [(lang, text) for lang, text, _ in self._simulated.values()]
 
     def set_lexicon(self, lexicon: Callable[[str, str], list[list[int]]]) -> None:
-        """The word phones of ``asr_word_phones`` targets: ``lexicon(lang, text)`` gives one unit-id list per word
-        of ``text.split()`` (:class:`training.word_phones.WordPhones`, filled with every ASR text first)."""
+        """The word phones of ``asr_word_phones`` targets and ``tts_word_phones`` prompts: ``lexicon(lang, text)``
+        gives one unit-id list per word of ``text.split()`` (:class:`codec.word_phones.WordPhones`, filled with
+        every corpus text first)."""
         self._lexicon = lexicon
 
-    def _word_phones(self, lang: str, text: str) -> list[list[int]] | None:
-        if not self.options.asr_word_phones:
+    def _word_phones(self, lang: str, text: str, task: str = "asr") -> list[list[int]] | None:
+        if not (self.options.tts_word_phones if task == "tts" else self.options.asr_word_phones):
             return None
         if self._lexicon is None:
-            raise ValueError("asr_word_phones targets need a lexicon: call ExampleBuilder.set_lexicon first")
+            raise ValueError(f"{task}_word_phones examples need a lexicon: call ExampleBuilder.set_lexicon first")
         return self._lexicon(lang, text)
 
     # --- building ------------------------------------------------------------------------------------------------
@@ -482,7 +486,8 @@ class ExampleBuilder:
         if task == "tts":
             voice = self.voice_prompt(r["split"], r["speaker"], exclude=utt_id, rng=rng)
             return tts_example(v, r["lang"], r["text"], voice, self._codes(utt_id), o.prompt_weight,
-                               max_voice_frames=None, target_units=self._frame_units(utt_id))
+                               max_voice_frames=None, target_units=self._frame_units(utt_id),
+                               word_phones=self._word_phones(r["lang"], r["text"], "tts"))
         if task == "s2st":
             t = self.cache.records[r["translation_id"]]
             voice = self.voice_prompt(t["split"], t["speaker"], exclude=t["id"], rng=rng)

@@ -79,6 +79,7 @@ from codec.units import (
     num_frames,
     small_conformer_config,
 )
+from codec.word_phones import BLANK, ESPEAK_VOICE, STRESS, WORD
 from training.augment import AugmentConfig, as_float, augment_features, augment_waveform
 from training.data.corpus import read_split_rows
 from training.plots import png_figure
@@ -88,10 +89,6 @@ from training.train_units import _hours, _take_hours, fit_conformer_units, fit_h
 log = logging.getLogger(__name__)
 
 DEFAULT_HUBERT = Path(__file__).resolve().parents[1] / "codec/pretrained/units/hubert"
-
-BLANK, WORD = "<blank>", "|"
-STRESS = set("ˈˌ")
-ESPEAK_VOICE = {"en": "en-us", "es": "es"}
 
 
 # --- phones ------------------------------------------------------------------------------------------------------

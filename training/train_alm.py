@@ -112,6 +112,7 @@ class TrainAlmConfig(TrainConfig):
     asr_sim_sentences: int = 0  # per language: text-only ASR items with simulated phone units (training.phone_sim)
     asr_word_phones: bool = False  # ASR targets spell each word's phones before it (sets the model's asr_word_phones)
     audio_units: bool = False  # audio frames are written "unit, then codes" (sets the model's audio_units)
+    tts_word_phones: bool = False  # TTS prompts spell each word's phones before it (sets the model's tts_word_phones)
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
@@ -376,9 +377,9 @@ def simulated_asr_items(builder: ExampleBuilder, units: UnitTokenizer, cfg: Trai
 
 def word_lexicon(builder: ExampleBuilder, units: UnitTokenizer, progress: bool
                  ) -> Callable[[str, str], list[list[int]]]:
-    """The word-phone lexicon of ``asr_word_phones`` targets (:mod:`training.word_phones`), holding every word of
+    """The word-phone lexicon of ``asr_word_phones`` targets (:mod:`codec.word_phones`), holding every word of
     the corpus' ASR text (all splits: valid examples are scored too) and of the simulated ASR items."""
-    from training.word_phones import WordPhones
+    from codec.word_phones import WordPhones
 
     lexicon = WordPhones(units, cache=builder.cache.directory / "word_phones.json")
     corpus = [(r["lang"], r["text"]) for r in builder.cache.records.values()]
@@ -602,6 +603,10 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         state.model.config.asr_word_phones = True  # saved with the weights: decoding allows and drops the phones
     if cfg.audio_units and not state.model.config.audio_units:
         state.model.config.audio_units = True  # saved with the weights: decoding writes a unit before each frame
+    if cfg.tts_word_phones and not state.model.config.tts_word_phones:
+        if state.units.kind != "phone":
+            raise ValueError(f"tts_word_phones needs 'phone' units, not {state.units.kind!r}")
+        state.model.config.tts_word_phones = True  # saved with the weights: synthesize spells the text the same way
     engine = make_engine(state.model, state.optimizer, cfg, device)
     info = engine.info
     main = info.is_main
@@ -622,7 +627,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                              s2st_text_prob=cfg.s2st_text_prob, prompt_weight=cfg.prompt_weight,
                              asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0,
                              asr_word_phones=bool(state.model.config.asr_word_phones),
-                             audio_units=bool(state.model.config.audio_units))
+                             audio_units=bool(state.model.config.audio_units),
+                             tts_word_phones=bool(state.model.config.tts_word_phones))
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)
@@ -632,7 +638,7 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     if cfg.asr_sim_sentences and "asr" in tasks:
         for lang, items in simulated_asr_items(builder, state.units, cfg, progress and main).items():
             groups.setdefault(("asr", lang), []).extend(items)
-    if options.asr_word_phones:
+    if options.asr_word_phones or options.tts_word_phones:
         builder.set_lexicon(word_lexicon(builder, state.units, progress and main))
     sampler = MultiTaskSampler(groups, builder.build, temperature=cfg.temperature,
                                max_tokens=cfg.max_tokens, max_len=max_len, max_batch_size=cfg.max_batch_size,

@@ -1,4 +1,6 @@
-"""A pronunciation lexicon for "copy, then spell" ASR targets: each word's espeak-ng phones as ``"phone"`` unit ids.
+"""A pronunciation lexicon for "copy, then spell" ASR targets and spelled TTS prompts: each word's espeak-ng phones
+as ``"phone"`` unit ids (``AlmConfig.asr_word_phones``, ``AlmConfig.tts_word_phones``; ``synthesize`` uses it at
+inference for the latter, which is why it lives beside the units and not in ``training``).
 
 A decoder that reads phone units and writes BPE text must find, at every output step, where in the prompt it is;
 measured on the shipped model, it reads one or two words and then writes a likely sentence even from perfect
@@ -31,6 +33,9 @@ from codec.units import UnitTokenizer
 
 log = logging.getLogger(__name__)
 
+BLANK, WORD = "<blank>", "|"  # the "phone" units' CTC blank and word separator symbols
+STRESS = set("ˈˌ")  # espeak-ng stress marks: not phones
+ESPEAK_VOICE = {"en": "en-us", "es": "es"}
 BATCH = 2000  # words per espeak-ng process
 _EDGE = re.compile(r"^[^\w']+|[^\w']+$")  # punctuation around a word ("...to", "mute,", "¿qué")
 _INNER = re.compile(r"[^\w']+")  # inside a word ("well-known"): said as separate words
@@ -44,8 +49,6 @@ def clean_word(word: str) -> str:
 
 def _espeak(words: list[str], lang: str) -> list[str] | None:
     """One IPA line per word from one espeak-ng process, or ``None`` when the lines do not pair up."""
-    from training.finetune_units import ESPEAK_VOICE
-
     text = "".join(f"{w}.\n" for w in words)
     out = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICE[lang]], input=text, capture_output=True,
                          check=True, text=True).stdout
@@ -54,8 +57,6 @@ def _espeak(words: list[str], lang: str) -> list[str] | None:
 
 
 def _symbols(ipa: str) -> list[str]:
-    from training.finetune_units import STRESS
-
     return [c for c in ipa if c not in STRESS and not c.isspace()]
 
 
@@ -71,8 +72,6 @@ class WordPhones:
     def __init__(self, units: UnitTokenizer, cache: str | Path | None = None) -> None:
         if units.kind != "phone" or not units.config.phones:
             raise ValueError(f"word phones need 'phone' units, not {units.kind!r}")
-        from training.finetune_units import BLANK, WORD
-
         self.index = {p: i for i, p in enumerate(units.config.phones) if p not in (BLANK, WORD)}
         self.cache = None if cache is None else Path(cache)
         self.table: dict[str, list[str]] = (json.loads(self.cache.read_text())
