@@ -9,7 +9,8 @@ A model directory rebuilds the model on its own::
 :func:`save_model_dir` writes both files into a temporary sibling directory, fsyncs them, then renames it onto
 the target, so a reader never sees half a checkpoint (an existing directory is swapped out, then removed).
 :func:`load_model_dir` checks the class name, the config fields and the weights, and raises
-:class:`CheckpointError` saying what is wrong.
+:class:`CheckpointError` saying what is wrong. :func:`half_precision_copy` writes a copy with float16 weights
+(half the bytes, for shipping) that loads the same way.
 """
 
 from __future__ import annotations
@@ -61,15 +62,7 @@ def save_model_dir(directory: str | os.PathLike, model: torch.nn.Module, config:
         for name in (WEIGHTS_NAME, CONFIG_NAME):
             with open(tmp / name, "rb") as f:
                 os.fsync(f.fileno())
-        tmp.chmod(0o755)  # mkdtemp makes 0700; saved models are meant to be shared
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.{os.getpid()}.old")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(out.parent)
+        _publish(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -128,6 +121,72 @@ def load_model_dir(
         raise CheckpointError(f"{d}: weights do not match the config (missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]})")
     return model.to(device).eval()
+
+
+def half_precision_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy a model directory with its float32 weights stored as float16 (half the bytes; for shipping).
+
+    Every file beside the weights (``config.json``, ``vocab.json``, ``features.json``, ...) is copied as is. The
+    copy loads with :func:`load_model_dir` like the original: ``load_state_dict`` casts the float16 tensors back
+    into the model's float32 parameters, so only the rounding of each weight to float16 (relative 2**-11) differs.
+
+    Args:
+        source: a directory written by :func:`save_model_dir`.
+        target: the directory to write; replaced as a whole, atomically, if it exists.
+
+    Returns:
+        The path of the written directory.
+
+    Raises:
+        CheckpointError: ``source`` is not a model directory, or a weight does not fit in float16 (|w| > 65504).
+    """
+    src, out = Path(source), Path(target)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (src / name).is_file():
+            raise CheckpointError(f"{src} has no {name}: not a saved model directory")
+    if src.resolve() == out.resolve():
+        raise CheckpointError(f"{src}: the copy must go to another directory")
+    try:
+        state = load_file(str(src / WEIGHTS_NAME))
+    except SafetensorError as e:
+        raise CheckpointError(f"{src / WEIGHTS_NAME} is not a valid safetensors file ({e})") from e
+    half = {}
+    for key, value in state.items():
+        if value.dtype == torch.float32:
+            if not torch.isfinite(value).all() or value.abs().max() > torch.finfo(torch.float16).max:
+                raise CheckpointError(f"{src}: weight {key!r} is not finite or too large for float16")
+            value = value.to(torch.float16)
+        half[key] = value.contiguous()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        for item in src.iterdir():
+            if item.is_file() and item.name != WEIGHTS_NAME:
+                shutil.copy2(item, tmp / item.name)
+        save_file(half, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        for item in tmp.iterdir():
+            with open(item, "rb") as f:
+                os.fsync(f.fileno())
+        _publish(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("wrote %s (float16 weights of %s)", out, src)
+    return out
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Rename the finished temporary directory ``tmp`` onto ``out`` (an existing ``out`` is swapped out, then
+    removed), so a reader sees the old directory or the new one, never half of one."""
+    tmp.chmod(0o755)  # mkdtemp makes 0700; saved models are meant to be shared
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(out.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

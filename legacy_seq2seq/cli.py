@@ -4,6 +4,7 @@
     alm legacy synthesize "good morning" --model runs/legacy-tacotron2/final --vocoder runs/legacy-hifigan/final \\
         -o out.wav
     alm legacy translate hola.wav --model runs/legacy-translatotron/final --vocoder runs/legacy-hifigan/final -o out.wav
+    alm legacy export runs/legacy-fastspeech2/final legacy_seq2seq/pretrained/fastspeech2   # float16 copy
 
 Synthesized audio passes through :func:`legacy_seq2seq.inference.set_output_hook`'s hook (inside
 :func:`legacy_seq2seq.inference.synthesize`), where the composition root installs the project's watermark; this
@@ -79,6 +80,20 @@ def translate(
     from legacy_seq2seq.inference import translate as run
 
     _speak(out, model, vocoder, device, lambda s2st, voc: run(s2st, file, voc, device))
+
+
+@legacy_app.command("export")
+def export(
+    source: Path = typer.Argument(..., help="A trained model directory (e.g. runs/legacy-fastspeech2/final)."),
+    target: Path = typer.Argument(..., help="Where to write the copy (replaced if it exists)."),
+) -> None:
+    """Copy a model directory with float16 weights (half the size, for shipping); it loads like the original."""
+    from legacy_seq2seq.checkpoint import WEIGHTS_NAME, half_precision_copy
+
+    with _user_errors():
+        out = half_precision_copy(source, target)
+    before, after = (source / WEIGHTS_NAME).stat().st_size, (out / WEIGHTS_NAME).stat().st_size
+    typer.echo(f"{out} ({after / 1e6:.1f} MB of weights, from {before / 1e6:.1f} MB)")
 
 
 def _speak(out: Path, model: Path, vocoder: Path, device: str, generate: Callable[[Any, Any], Any]) -> None:

@@ -354,3 +354,36 @@ def test_save_load_identity(name: str, tmp_path: Path) -> None:
         other.from_pretrained(tmp_path / "m")
     with pytest.raises(CheckpointError, match="no config.json"):
         cls.from_pretrained(tmp_path / "missing")
+
+
+def test_half_precision_copy_loads_and_speaks_like_the_original(tmp_path: Path) -> None:
+    from legacy_seq2seq.checkpoint import WEIGHTS_NAME, half_precision_copy
+
+    model = FastSpeech2(fastspeech2_tiny(VOCAB, N_MELS)).eval()
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "vocab.json").write_text('{"chars": "ab"}', encoding="utf-8")  # files beside come along
+    half_precision_copy(tmp_path / "m", tmp_path / "half")
+    assert (tmp_path / "half" / "vocab.json").read_text(encoding="utf-8") == '{"chars": "ab"}'
+    full_bytes, half_bytes = ((tmp_path / d / WEIGHTS_NAME).stat().st_size for d in ("m", "half"))
+    assert half_bytes < 0.55 * full_bytes
+    loaded = FastSpeech2.from_pretrained(tmp_path / "half")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    for k, v in state.items():  # each weight rounded to float16, nothing else changed
+        assert torch.equal(loaded_state[k], v.half().to(v.dtype) if v.is_floating_point() else v), k
+    with torch.no_grad():
+        ref, out = model.infer(TEXT, TEXT_LENGTHS), loaded.infer(TEXT, TEXT_LENGTHS)
+    if torch.equal(out.durations, ref.durations):  # a rounded duration may move by a frame; the mel otherwise not
+        torch.testing.assert_close(out.mel, ref.mel, rtol=0.02, atol=0.02)
+    assert (out.durations - ref.durations).abs().max() <= 1
+    with pytest.raises(CheckpointError, match="another directory"):
+        half_precision_copy(tmp_path / "half", tmp_path / "half")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        half_precision_copy(tmp_path / "missing", tmp_path / "out")
+    state = {k: v.clone() for k, v in state.items()}
+    next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = 1e6
+    model.load_state_dict(state)
+    model.save_pretrained(tmp_path / "big")
+    with pytest.raises(CheckpointError, match="too large for float16"):
+        half_precision_copy(tmp_path / "big", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -221,6 +221,13 @@ def test_cli_exit_codes(runs: Runs, valid_wav: Path, tmp_path: Path) -> None:
     wrong = cli.invoke(legacy_app, ["translate", str(valid_wav), "--model", str(runs("ctc").final),
                                     "--vocoder", str(runs("hifigan").final), "-o", str(wav)])
     assert wrong.exit_code == 1 and "not a Translatotron" in wrong.output
+    half = cli.invoke(legacy_app, ["export", str(runs("fastspeech2").final), str(tmp_path / "fs2-half")])
+    assert half.exit_code == 0 and "MB of weights" in half.output, half.output
+    ok = cli.invoke(legacy_app, ["synthesize", "hello", "--model", str(tmp_path / "fs2-half"), "--vocoder",
+                                 str(runs("hifigan").final), "-o", str(wav)])
+    assert ok.exit_code == 0 and len(load_audio(wav)) > 0, ok.output
+    bad = cli.invoke(legacy_app, ["export", str(tmp_path / "nope"), str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "not a saved model directory" in bad.output
 
 
 def test_autocorrelation_f0_of_harmonic_tones() -> None:
