@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from alm.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint
-from alm.generation import MAX_AUDIO_SECONDS, STRATEGIES, generate_for_task, max_new_tokens_for, source_length
+from alm.generation import MAX_AUDIO_SECONDS, STRATEGIES, generate_for_task, model_budget, source_length
 from alm.guards import (
     FALLBACKS,
     GuardConfig,
@@ -137,12 +137,14 @@ class SpeechResult:
 class UnderstandingResult:
     """SLU output: ``intent`` (``""`` when none could be read), ``slots`` name -> spoken value, and the raw
     ``text`` the model wrote (``intent | slot = value | ...``). For long audio, these are the first chunk's
-    with an intent, and ``segments`` holds every chunk's raw text with its times in the input."""
+    with an intent, and ``segments`` holds every chunk's raw text with its times in the input. ``transcript``:
+    the words a model with ``AlmConfig.slu_transcript`` wrote before its understanding (``""`` otherwise)."""
 
     intent: str
     slots: dict[str, str]
     text: str
     segments: tuple[Segment, ...] = ()
+    transcript: str = ""
 
 
 # --- generation options --------------------------------------------------------------------------------------
@@ -527,7 +529,7 @@ class AudioLanguageModel:
             text = (out.text or "").strip()
             segments = (Segment(0.0, job.duration, text, language),) if text and job.duration else ()
             if job.task == "slu":
-                return UnderstandingResult(*parse_slu(text), text, segments)
+                return UnderstandingResult(*parse_slu(text), text, segments, (out.transcript or "").strip())
             return TranscriptionResult(text, language, [i for i in generated if i in self.vocab.text], segments)
         codes = out.codes
         if job.prompt_codes is not None:
@@ -696,8 +698,7 @@ class AudioLanguageModel:
     def _generate(self, job: TaskJob, prompt: list[int], options: GenerationOptions, **extra: Any) -> list[int]:
         k = self.num_codebooks
         budget = (options.max_new_tokens or job.max_new_tokens
-                  or max_new_tokens_for(job.task, source_length(self.vocab, job.task, prompt, k), k,
-                                        self.model.config.asr_word_phones, self.model.config.audio_units))
+                  or model_budget(self.model.config, job.task, source_length(self.vocab, job.task, prompt, k), k))
         context = self.model.config.max_position_embeddings
         if len(prompt) + budget > context:
             raise ValueError(f"the input is too long for this model: its prompt takes {len(prompt)} tokens and the "

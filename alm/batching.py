@@ -32,7 +32,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from alm.api import AudioLanguageModel, GenerationOptions, TaskJob
-from alm.generation import TaskConstraintLogitsProcessor, generation_config_for, max_new_tokens_for, source_length
+from alm.generation import TaskConstraintLogitsProcessor, generation_config_for, model_budget, source_length
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,7 @@ def _budget(model: AudioLanguageModel, job: TaskJob, prompt: list[int], options:
     """The new-id budget :meth:`AudioLanguageModel.run` would use; raises ``ValueError`` beyond the context."""
     k = model.num_codebooks
     budget = (options.max_new_tokens or job.max_new_tokens
-              or max_new_tokens_for(job.task, source_length(model.vocab, job.task, prompt, k), k,
-                                    model.model.config.asr_word_phones, model.model.config.audio_units))
+              or model_budget(model.model.config, job.task, source_length(model.vocab, job.task, prompt, k), k))
     context = model.model.config.max_position_embeddings
     if len(prompt) + budget > context:
         raise ValueError(f"the input is too long for this model: its prompt takes {len(prompt)} tokens and the "
@@ -149,7 +148,8 @@ def generate_rows(model: AudioLanguageModel, task: str, rows: Sequence[_Row], jo
     processors = [TaskConstraintLogitsProcessor(vocab, task, width, num_codebooks=k, max_new_tokens=r.budget,
                                                 min_frames=jobs[r.job].min_frames, s2st_text=jobs[r.job].s2st_text,
                                                 asr_units=model.model.config.asr_word_phones,
-                                                audio_units=model.model.config.audio_units)
+                                                audio_units=model.model.config.audio_units,
+                                                slu_transcript=model.model.config.slu_transcript)
                   for r in rows]
     out = model.model.generate(input_ids, attention_mask=mask, generation_config=config,
                                logits_processor=LogitsProcessorList([RowConstraints(processors, budgets, width)]),

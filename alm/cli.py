@@ -303,7 +303,8 @@ def understand(
     alm_model = _load(model, device)
     with _user_errors():
         r = alm_model.understand(file, language=language, **opts)
-    typer.echo(json.dumps({"intent": r.intent, "slots": r.slots, "text": r.text}, ensure_ascii=False))
+    typer.echo(json.dumps({"intent": r.intent, "slots": r.slots, "text": r.text, "transcript": r.transcript},
+                          ensure_ascii=False))
 
 
 @app.command("continue")

@@ -14,6 +14,8 @@ Llama knows it. What it adds is what makes a checkpoint directory self-describin
 - ``asr_word_phones``: whether ASR output spells each word's phones (unit ids) before the word's text ids;
 - ``audio_units``: whether every audio frame the model writes (or continues) is its unit, then its codec ids;
 - ``tts_word_phones``: whether the TTS prompt's text spells each word's phones (unit ids) before the word;
+- ``slu_transcript``: whether SLU output first writes the transcript (as ASR would), then ``<slu>``, then the
+  intent and slots;
 - ``schema_version``: bumped when the meaning of a field changes.
 
 Presets are factory functions (``alm_debug`` … ``alm_base``) taking the vocabulary (or its layout).
@@ -57,6 +59,10 @@ class AlmConfig(LlamaConfig):
         tts_word_phones: the model was trained with TTS prompts whose text spells each word's phones (espeak-ng's,
             as unit ids) before the word, ``<text> p p p word p p word … </text>`` ("phone" units only), as
             classic TTS front ends give the acoustic model phonemes; ``synthesize`` phonemizes the text the same way.
+        slu_transcript: the model was trained to write SLU output as transcript first, then the understanding:
+            ``<text> transcript <slu> intent | slot = value </text>`` (the transcript as its ASR writes it, spelled
+            with ``asr_word_phones``): a chain of thought through the task it reads best. ``understand`` returns
+            both parts.
         rope_theta: RoPE base; stored in ``rope_parameters`` as transformers 5 expects.
         schema_version: version of this config's schema (:data:`SCHEMA_VERSION`).
     """
@@ -73,6 +79,7 @@ class AlmConfig(LlamaConfig):
     asr_word_phones: bool = False
     audio_units: bool = False
     tts_word_phones: bool = False
+    slu_transcript: bool = False
     rope_theta: float = 10000.0
     schema_version: int = SCHEMA_VERSION
 

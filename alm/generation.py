@@ -59,11 +59,13 @@ class TaskConstraintLogitsProcessor(LogitsProcessor):
         asr_units: ASR only: unit ids are allowed inside the text segment (a model with
             ``AlmConfig.asr_word_phones`` spells each word's phones before it).
         audio_units: every audio frame is a unit id, then the K codec ids (a model with ``AlmConfig.audio_units``).
+        slu_transcript: SLU only: the transcript, ``<slu>``, then the understanding (a model with
+            ``AlmConfig.slu_transcript``).
     """
 
     def __init__(self, vocab: Vocabulary, task: str, prompt_len: int, *, num_codebooks: int | None = None,
                  max_new_tokens: int | None = None, min_frames: int = 1, s2st_text: bool | None = None,
-                 asr_units: bool = False, audio_units: bool = False) -> None:
+                 asr_units: bool = False, audio_units: bool = False, slu_transcript: bool = False) -> None:
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known: {TASKS}")
         self.vocab = vocab
@@ -75,6 +77,7 @@ class TaskConstraintLogitsProcessor(LogitsProcessor):
         self.s2st_text = s2st_text
         self.asr_units = asr_units
         self.audio_units = audio_units
+        self.slu_transcript = slu_transcript
         self._masks: dict[tuple[TokenRange, ...], torch.Tensor] = {}
 
     def allowed(self, generated: TokenIds) -> list[TokenRange]:
@@ -82,7 +85,8 @@ class TaskConstraintLogitsProcessor(LogitsProcessor):
         remaining = None if self.max_new_tokens is None else self.max_new_tokens - len(generated)
         return allowed_next(self.vocab, self.task, generated, num_codebooks=self.num_codebooks,
                             remaining=remaining, min_frames=self.min_frames, s2st_text=self.s2st_text,
-                            asr_units=self.asr_units, audio_units=self.audio_units)
+                            asr_units=self.asr_units, audio_units=self.audio_units,
+                            slu_transcript=self.slu_transcript)
 
     def _mask(self, ranges: list[TokenRange], width: int, device: torch.device) -> torch.Tensor:
         key = tuple(ranges)
@@ -121,11 +125,12 @@ def source_length(vocab: Vocabulary, task: str, prompt_ids: TokenIds, num_codebo
 
 
 def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1, asr_phones: bool = False,
-                       audio_units: bool = False) -> int:
+                       audio_units: bool = False, slu_transcript: bool = False) -> int:
     """Budget of new ids for a task whose source has ``input_len`` items (see :func:`source_length`).
 
     ASR / SLU: ``TEXT_TOKENS_PER_UNIT`` text ids per unit, at most ``MAX_TEXT_TOKENS``; twice that for the ASR of a
-    model that spells each word's phones before it (``asr_phones``: ``AlmConfig.asr_word_phones``). TTS:
+    model that spells each word's phones before it (``asr_phones``: ``AlmConfig.asr_word_phones``). SLU that
+    writes the transcript first (``slu_transcript``) gets the ASR budget on top of its own. TTS:
     ``FRAMES_PER_TEXT_TOKEN`` frames per text id. S2ST: text as ASR plus ``FRAMES_PER_UNIT`` frames per unit.
     Continuation: as many frames as the prompt. Audio gets ``SLACK_FRAMES`` more and at most
     ``MAX_AUDIO_SECONDS``; every frame costs ``num_codebooks`` ids, one more with ``audio_units`` (the frame's unit:
@@ -141,6 +146,9 @@ def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1, asr_ph
     def audio(frames: float) -> int:
         return min(MAX_AUDIO_FRAMES, math.ceil(frames) + SLACK_FRAMES) * (num_codebooks + int(audio_units))
 
+    if task == "slu" and slu_transcript:
+        words = min(MAX_TEXT_TOKENS, math.ceil(TEXT_TOKENS_PER_UNIT * input_len)) * (2 if asr_phones else 1)
+        return words + text + MARKERS + 1  # + the <slu> between them
     if task in ("asr", "slu"):
         return text + MARKERS
     if task == "tts":
@@ -150,9 +158,17 @@ def max_new_tokens_for(task: str, input_len: int, num_codebooks: int = 1, asr_ph
     return audio(input_len) + MARKERS  # continue
 
 
+def model_budget(config: Any, task: str, input_len: int, num_codebooks: int) -> int:
+    """:func:`max_new_tokens_for` with the output format a model was trained on read from its ``config``
+    (``asr_word_phones``, ``audio_units``, ``slu_transcript`` of :class:`alm.config.AlmConfig`)."""
+    return max_new_tokens_for(task, input_len, num_codebooks, bool(getattr(config, "asr_word_phones", False)),
+                              bool(getattr(config, "audio_units", False)),
+                              bool(getattr(config, "slu_transcript", False)))
+
+
 def generation_config_for(vocab: Vocabulary, task: str, input_len: int, *, num_codebooks: int = 1,
                           strategy: str = "greedy", asr_phones: bool = False, audio_units: bool = False,
-                          **overrides: Any) -> GenerationConfig:
+                          slu_transcript: bool = False, **overrides: Any) -> GenerationConfig:
     """A ``GenerationConfig`` for one task.
 
     Args:
@@ -162,6 +178,7 @@ def generation_config_for(vocab: Vocabulary, task: str, input_len: int, *, num_c
         num_codebooks: K of the model's audio stream.
         asr_phones: the model spells each word's phones in its ASR output (a larger budget).
         audio_units: each audio frame of the output starts with its unit (one more id per frame).
+        slu_transcript: SLU output writes the transcript before the understanding (a larger budget).
         strategy: ``greedy``, ``beam`` (4 beams), ``sample`` (plain), ``top_k`` (50) or ``top_p`` (0.9).
         **overrides: any ``GenerationConfig`` field, e.g. ``temperature=0.8``, ``repetition_penalty=1.1``,
             ``num_beams=8``, ``max_new_tokens=100``.
@@ -169,7 +186,7 @@ def generation_config_for(vocab: Vocabulary, task: str, input_len: int, *, num_c
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     fields: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens_for(task, input_len, num_codebooks, asr_phones, audio_units),
+        max_new_tokens=max_new_tokens_for(task, input_len, num_codebooks, asr_phones, audio_units, slu_transcript),
         eos_token_id=vocab.eos_id, pad_token_id=vocab.pad_id, bos_token_id=vocab.bos_id, use_cache=True,
         temperature=1.0, repetition_penalty=1.0,
     )
@@ -203,11 +220,14 @@ def generate_for_task(model: PreTrainedModel, vocab: Vocabulary, task: str | Non
     k = getattr(model.config, "num_codebooks", None) or vocab.num_codebooks
     spelled = bool(getattr(model.config, "asr_word_phones", False))
     audio_units = bool(getattr(model.config, "audio_units", False))
+    slu_words = bool(getattr(model.config, "slu_transcript", False))
     config = generation_config_for(vocab, task, source_length(vocab, task, prompt, k), num_codebooks=k,
-                                   strategy=strategy, asr_phones=spelled, audio_units=audio_units, **overrides)
+                                   strategy=strategy, asr_phones=spelled, audio_units=audio_units,
+                                   slu_transcript=slu_words, **overrides)
     constraint = TaskConstraintLogitsProcessor(vocab, task, prompt.shape[1], num_codebooks=k,
                                                max_new_tokens=config.max_new_tokens, min_frames=min_frames,
-                                               s2st_text=s2st_text, asr_units=spelled, audio_units=audio_units)
+                                               s2st_text=s2st_text, asr_units=spelled, audio_units=audio_units,
+                                               slu_transcript=slu_words)
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
     out = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=config,

@@ -41,7 +41,7 @@ import soxr
 import torch
 from tqdm.auto import tqdm
 
-from alm.generation import max_new_tokens_for
+from alm.generation import model_budget
 from alm.prompts import MAX_CONTEXT_TOKENS, parse_output
 from alm.textnorm import normalize_text
 from alm.vad import SAMPLE_RATE, SpeechSegmenter, VadConfig
@@ -210,7 +210,7 @@ def max_chunk_seconds(model: AudioLanguageModel, task: str, limit: float = 30.0)
         speech = {"units": frames + 2, "codec": frames * k + 2, "both": frames * (k + 1) + 4}[cfg.input_speech]
         source = frames  # units, or codec frames when the prompt carries no units
         head = {"asr": 2 + (MAX_CONTEXT_TOKENS + 2 if cfg.asr_context else 0), "slu": 2, "s2st": 3 + voice}[task]
-        return head + speech + max_new_tokens_for(task, source, k, cfg.asr_word_phones, cfg.audio_units) <= context
+        return head + speech + model_budget(cfg, task, source, k) <= context
 
     lo, hi = 0, int(limit * 10)
     while lo < hi:  # the largest tenth of a second that fits
@@ -286,9 +286,10 @@ def _combine(model: AudioLanguageModel, task: str, pieces: list[tuple[tuple[floa
         segments = tuple(Segment(a, b, r.text, lang) for (a, b), lang, r in pieces if r.text)
         if task == "slu":
             first = next((r for _, _, r in pieces if r.intent), None)
+            words = " ".join(r.transcript for _, _, r in pieces if r.transcript)
             if first is None:
-                return UnderstandingResult("", {}, "", segments)
-            return UnderstandingResult(first.intent, first.slots, first.text, segments)
+                return UnderstandingResult("", {}, "", segments, words)
+            return UnderstandingResult(first.intent, first.slots, first.text, segments, words)
         spoken: Counter[str] = Counter()
         for s in segments:
             spoken[s.language] += s.end - s.start

@@ -5,7 +5,8 @@
     tts = pipeline("text-to-speech", model=ckpt)                     # tts(text) -> {"audio", "sampling_rate"}
     s2st = pipeline("speech-to-speech-translation", model=ckpt)      # s2st(wav, target_language="en")
                                                                      #   -> {"audio", "sampling_rate", "text"}
-    slu = pipeline("spoken-language-understanding", model=ckpt)      # slu(wav) -> {"intent", "slots", "text"}
+    slu = pipeline("spoken-language-understanding", model=ckpt)      # slu(wav) -> {"intent", "slots", "text",
+                                                                     #   "transcript"}
     cont = pipeline("voice-continuation", model=ckpt)                # cont(wav, seconds=3) -> {"audio", ...}
 
 Each pipeline runs the three stages of :class:`alm.api.AudioLanguageModel` (prepare -> run -> finish) as the
@@ -176,13 +177,15 @@ class AlmSpeechTranslationPipeline(AlmPipeline):
 
 
 class AlmSpokenLanguageUnderstandingPipeline(AlmPipeline):
-    """``spoken-language-understanding``: audio -> ``{"intent", "slots", "text"}``. Parameter: ``language``."""
+    """``spoken-language-understanding``: audio -> ``{"intent", "slots", "text", "transcript"}`` (``transcript``:
+    ``""`` unless the model writes one, ``AlmConfig.slu_transcript``). Parameter: ``language``."""
 
     alm_task = "slu"
     task_params = ("language", "sample_rate")
 
     def format(self, result: Any) -> dict[str, Any]:
-        return {"intent": result.intent, "slots": dict(result.slots), "text": result.text}
+        return {"intent": result.intent, "slots": dict(result.slots), "text": result.text,
+                "transcript": result.transcript}
 
 
 class AlmVoiceContinuationPipeline(AlmPipeline):

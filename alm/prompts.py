@@ -15,6 +15,11 @@ phones (unit ids) before the word (:func:`spelled_text`); :func:`parse_output` k
 A model trained with ``AlmConfig.tts_word_phones`` reads its TTS text spelled the same way (the phones are what
 to say, the text ids how it is written), as classic TTS front ends hand the acoustic model phonemes.
 
+A model trained with ``AlmConfig.slu_transcript`` writes its SLU output as transcript first (as its ASR, spelled or
+not), then the ``<slu>`` token, then the understanding: ``<text> transcript <slu> intent | slot = value </text>``
+(a chain of thought: the intent is read off words the model has just written, not off the units);
+:func:`parse_output` returns the understanding as ``text`` and the words as ``transcript``.
+
 A model trained with ``AlmConfig.audio_units`` writes every audio frame of its outputs (and reads the frames of a
 continuation prompt) as the frame's unit followed by its ``K`` codec ids, ``u c_1 … c_K`` (:func:`audio_ids`):
 the units are a semantic stream in front of the acoustic one, as Moshi's semantic first codebook and the
@@ -238,9 +243,21 @@ def s2st_example(vocab: Vocabulary, src: str, tgt: str, units: TokenIds, voice_c
 
 
 def slu_example(vocab: Vocabulary, lang: str, units: TokenIds, target_text: str,
-                prompt_weight: float = 0.0) -> Example:
-    """SLU pair: :func:`slu_prompt` -> ``<text> set_alarm | time = seven </text> <eos>``."""
-    target = [*_wrap(vocab, "text", vocab.encode_text(target_text)), vocab.eos_id]
+                prompt_weight: float = 0.0, transcript: str | None = None,
+                word_phones: list[TokenIds] | None = None) -> Example:
+    """SLU pair: :func:`slu_prompt` -> ``<text> set_alarm | time = seven </text> <eos>``.
+
+    With ``transcript`` (a model with ``AlmConfig.slu_transcript``) the words come first:
+    ``<text> wake me at seven <slu> set_alarm | time = seven </text> <eos>``, the words spelled with their phones
+    when ``word_phones`` is given (one unit-id sequence per word of ``transcript``, as :func:`asr_example`).
+    """
+    body = vocab.encode_text(target_text)
+    if transcript is not None:
+        words = vocab.encode_text(transcript) if word_phones is None else spelled_text(vocab, transcript, word_phones)
+        body = [*words, vocab.token_id("<slu>"), *body]
+    elif word_phones is not None:
+        raise VocabularyError("word_phones spell the transcript: give the transcript too")
+    target = [*_wrap(vocab, "text", body), vocab.eos_id]
     return _example(slu_prompt(vocab, lang, units), target, prompt_weight)
 
 
@@ -280,6 +297,7 @@ class OutputState:
     audio_closed: bool
     n_codec: int  # codec ids written
     n_units: int = 0  # unit ids written (spelled ASR text; audio frames of an audio_units model)
+    slu_sep: bool = False  # SLU: the <slu> between transcript and understanding written (slu_transcript models)
 
 
 def output_state(vocab: Vocabulary, task: str, generated: TokenIds) -> OutputState:
@@ -295,12 +313,14 @@ def output_state(vocab: Vocabulary, task: str, generated: TokenIds) -> OutputSta
         audio_open=task == "continue" or seen("<audio>"), audio_closed=seen("</audio>"),
         n_codec=int(((g >= vocab.codec.start) & (g < vocab.codec.end)).sum()),
         n_units=int(((g >= vocab.units.start) & (g < vocab.units.end)).sum()),
+        slu_sep=task == "slu" and seen("<slu>"),
     )
 
 
 def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codebooks: int | None = None,
                  remaining: int | None = None, min_frames: int = 1, s2st_text: bool | None = None,
-                 asr_units: bool = False, audio_units: bool = False) -> list[TokenRange]:
+                 asr_units: bool = False, audio_units: bool = False,
+                 slu_transcript: bool = False) -> list[TokenRange]:
     """Id ranges the task may emit after ``generated`` (the output so far, prompt excluded).
 
     Text tasks: ``<text>``, then text ids or ``</text>``, then ``<eos>``. Audio: the codec range of the
@@ -317,6 +337,8 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
         asr_units: ASR's text segment may also hold unit ids (a model with ``AlmConfig.asr_word_phones``).
         audio_units: every audio frame starts with a unit id, then its ``K`` codec ids (a model with
             ``AlmConfig.audio_units``).
+        slu_transcript: SLU's text segment holds the transcript (unit ids too, with ``asr_units``), then one
+            ``<slu>``, then the understanding (a model with ``AlmConfig.slu_transcript``).
     """
     if task not in TASKS:
         raise VocabularyError(f"unknown task {task!r}; known: {TASKS}")
@@ -337,6 +359,11 @@ def allowed_next(vocab: Vocabulary, task: str, generated: TokenIds, *, num_codeb
         moves = [(one["<eos>"], 0)]
     elif task in TEXT_TASKS and not s.text_open:
         moves = [(one["<text>"], 2)]
+    elif task == "slu" and slu_transcript and not s.slu_sep:  # the transcript, then <slu>
+        sep = TokenRange(vocab.token_id("<slu>"), vocab.token_id("<slu>") + 1)
+        moves = [(vocab.text, 3), (sep, 2)]
+        if asr_units:
+            moves.insert(1, (vocab.units, 3))
     elif task in TEXT_TASKS:
         moves = [(vocab.text, 2), (one["</text>"], 1)]
         if asr_units and task == "asr":
@@ -371,25 +398,33 @@ class TaskOutput:
         text: the ``<text>`` segment decoded (``None`` when there is none).
         codes: ``[K, F]`` codes of the audio segment (``None`` when there is none).
         complete: the output ended with ``<eos>`` after closing its segments.
+        transcript: SLU of a model with ``AlmConfig.slu_transcript``: the words written before ``<slu>`` (``text``
+            is then what follows it; constrained decoding with a budget always writes the ``<slu>``).
     """
 
     text: str | None
     codes: torch.Tensor | None
     complete: bool
+    transcript: str | None = None
 
 
 def parse_output(vocab: Vocabulary, task: str, generated: TokenIds, num_codebooks: int | None = None) -> TaskOutput:
     """Split generated ids ``[G]`` into text and codes ``[K, F]`` (an unfinished trailing frame is dropped)."""
     ids = torch.as_tensor(generated).reshape(-1).tolist()
     s = output_state(vocab, task, ids)
-    text = None
+    text, transcript = None, None
     if s.text_open:
         start = ids.index(vocab.token_id("<text>")) + 1
         end = ids.index(vocab.token_id("</text>")) if s.text_closed else len(ids)
-        text = vocab.decode_text([i for i in ids[start:end] if i in vocab.text])  # unit ids of spelled ASR out
+        body = ids[start:end]
+        if task == "slu" and vocab.token_id("<slu>") in body:  # transcript <slu> understanding
+            sep = body.index(vocab.token_id("<slu>"))
+            transcript = vocab.decode_text([i for i in body[:sep] if i in vocab.text])
+            body = body[sep + 1:]
+        text = vocab.decode_text([i for i in body if i in vocab.text])  # unit ids of spelled ASR out
     codes = None
     if s.audio_open and task in AUDIO_TASKS:
         codec_ids = [i for i in ids if i in vocab.codec]
         codes = vocab.ids_to_codes(codec_ids, num_codebooks)
     closed = s.audio_closed if task in AUDIO_TASKS else s.text_closed
-    return TaskOutput(text, codes, s.done and closed)
+    return TaskOutput(text, codes, s.done and closed, transcript)

@@ -305,7 +305,7 @@ def test_pipelines(ckpt: Path, wav_file: Path, hook_calls: list[int]) -> None:
     assert len(o) == 2 and set(o[0]) == {"audio", "sampling_rate", "text"} and o[0]["sampling_rate"] == SR
     slu = pipeline("spoken-language-understanding", model=ckpt, device="cpu")
     o = slu([wav, str(wav_file)])
-    assert len(o) == 2 and set(o[0]) == {"intent", "slots", "text"}
+    assert len(o) == 2 and set(o[0]) == {"intent", "slots", "text", "transcript"}
     cont = pipeline("voice-continuation", model=ckpt, device="cpu")
     o = cont([wav, wav], seconds=0.1)
     assert [len(x["audio"]) for x in o] == [5 * HOP, 5 * HOP]
@@ -378,7 +378,7 @@ def test_cli(ckpt: Path, wav_file: Path, tmp_path: Path) -> None:
     assert len(lines) == 2 and lines[0].startswith(str(wav_file))
     row = json.loads(ok("transcribe", str(wav_file), "--json"))
     assert row["language"] in alm.LANGUAGES and isinstance(row["text"], str)
-    assert set(json.loads(ok("understand", str(wav_file)))) == {"intent", "slots", "text"}
+    assert set(json.loads(ok("understand", str(wav_file)))) == {"intent", "slots", "text", "transcript"}
     for args, name in ((("synthesize", "good morning", "--language", "en", "--voice", str(wav_file)), "tts.wav"),
                        (("translate", str(wav_file), "--to", "es"), "s2st.wav"),
                        (("continue", str(wav_file), "--seconds", "0.2"), "cont.flac")):

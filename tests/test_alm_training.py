@@ -261,6 +261,37 @@ def test_tts_word_phones_spell_the_prompt_text_from_the_lexicon(cache: TokenCach
         "asr", asr, np.random.default_rng(0)).input_ids
 
 
+def test_slu_transcript_targets_write_the_words_first(cache: TokenCache, vocab: Vocabulary) -> None:
+    # slu_transcript: the SLU target is the utterance's transcript, <slu>, then what the plain target said; with
+    # asr_word_phones the words are spelled from the lexicon as ASR targets are
+    from alm.prompts import parse_output, spelled_text
+
+    def lexicon(lang: str, text: str) -> list[list[int]]:
+        return [[len(w) % 4 + 1, 2] for w in text.split()]
+
+    plain = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K))
+    groups = plain.groups("train", ("slu",))
+    utt = next(iter(groups.values()))[0]
+    rec = cache.records[utt]
+    base = plain.build("slu", utt, np.random.default_rng(0))
+    words = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, slu_transcript=True))
+    ex = words.build("slu", utt, np.random.default_rng(0))
+    _check_masking(ex, vocab, "slu")
+    assert ex.input_ids[: ex.prompt_len] == base.input_ids[: base.prompt_len]  # the prompt is unchanged
+    sep = vocab.token_id("<slu>")
+    body = _segment(vocab, ex.input_ids[ex.prompt_len:], "text")
+    assert body[: body.index(sep)] == vocab.encode_text(rec["text"])
+    assert body[body.index(sep) + 1:] == _segment(vocab, base.input_ids[base.prompt_len:], "text")
+    out = parse_output(vocab, "slu", ex.input_ids[ex.prompt_len:])
+    assert out.text == parse_output(vocab, "slu", base.input_ids[base.prompt_len:]).text and out.complete
+    assert out.transcript == vocab.decode_text(vocab.encode_text(rec["text"]))
+    spelled = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=K, slu_transcript=True,
+                                                          asr_word_phones=True))
+    spelled.set_lexicon(lexicon)
+    body = _segment(vocab, spelled.build("slu", utt, np.random.default_rng(0)).input_ids[ex.prompt_len:], "text")
+    assert body[: body.index(sep)] == spelled_text(vocab, rec["text"], lexicon(rec["lang"], rec["text"]))
+
+
 # --- sampler ---------------------------------------------------------------------------------------------------
 COUNTS = {("asr", "en"): 6000, ("asr", "es"): 2000, ("tts", "en"): 3000, ("tts", "es"): 1000, ("s2st", "en"): 300,
           ("s2st", "es"): 300, ("slu", "en"): 400, ("continue", "en"): 900, ("continue", "es"): 100}

@@ -95,7 +95,8 @@ def test_understand(client: TestClient, model: alm.AudioLanguageModel, speech: l
     assert r.status_code == 200, r.text
     sent, _ = sf.read(io.BytesIO(wav_bytes(speech[2])), dtype="float32")  # what the server hears: PCM16
     want = model.understand(sent, language="en")
-    assert r.json() == {"intent": want.intent, "slots": want.slots, "text": want.text}
+    assert r.json() == {"intent": want.intent, "slots": want.slots, "text": want.text,
+                        "transcript": want.transcript}
 
 
 def test_synthesize(client: TestClient) -> None:

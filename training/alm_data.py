@@ -336,6 +336,8 @@ class ExampleOptions:
             frame's cached unit (uncollapsed) followed by its codes (:func:`alm.prompts.audio_ids`).
         tts_word_phones: TTS prompts spell each word's phones before the word (needs the lexicon, as
             ``asr_word_phones``).
+        slu_transcript: SLU targets write the utterance's transcript first (spelled as ASR targets are), then
+            ``<slu>``, then the intent and slots (:func:`alm.prompts.slu_example`).
     """
 
     num_codebooks: int
@@ -350,6 +352,7 @@ class ExampleOptions:
     asr_word_phones: bool = False
     audio_units: bool = False
     tts_word_phones: bool = False
+    slu_transcript: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.asr_context_prob <= 1.0:
@@ -481,7 +484,9 @@ class ExampleBuilder:
         if task == "slu":
             slots = r.get("slots") or {}
             slots = json.loads(slots) if isinstance(slots, str) else slots
-            ex = slu_example(v, r["lang"], self._units(utt_id), format_target(r["intent"], slots), o.prompt_weight)
+            words = r["text"] if o.slu_transcript else None
+            ex = slu_example(v, r["lang"], self._units(utt_id), format_target(r["intent"], slots), o.prompt_weight,
+                             transcript=words, word_phones=self._word_phones(r["lang"], words) if words else None)
             return self._speech_input(ex, utt_id)
         if task == "tts":
             voice = self.voice_prompt(r["split"], r["speaker"], exclude=utt_id, rng=rng)

@@ -113,6 +113,7 @@ class TrainAlmConfig(TrainConfig):
     asr_word_phones: bool = False  # ASR targets spell each word's phones before it (sets the model's asr_word_phones)
     audio_units: bool = False  # audio frames are written "unit, then codes" (sets the model's audio_units)
     tts_word_phones: bool = False  # TTS prompts spell each word's phones before it (sets the model's tts_word_phones)
+    slu_transcript: bool = False  # SLU targets write the transcript, <slu>, then intent/slots (sets slu_transcript)
     text_vocab_size: int = 4000
     pad_vocab_to: int = 64  # vocabulary size rounded up to a multiple of this
     max_len: int | None = None  # longest sequence; None: the preset's max_position_embeddings
@@ -607,6 +608,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
         if state.units.kind != "phone":
             raise ValueError(f"tts_word_phones needs 'phone' units, not {state.units.kind!r}")
         state.model.config.tts_word_phones = True  # saved with the weights: synthesize spells the text the same way
+    if cfg.slu_transcript and not state.model.config.slu_transcript:
+        state.model.config.slu_transcript = True  # saved with the weights: decoding expects the words, then <slu>
     engine = make_engine(state.model, state.optimizer, cfg, device)
     info = engine.info
     main = info.is_main
@@ -628,7 +631,8 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
                              asr_context_prob=cfg.asr_context_prob, ctc_targets=cfg.ctc_weight > 0,
                              asr_word_phones=bool(state.model.config.asr_word_phones),
                              audio_units=bool(state.model.config.audio_units),
-                             tts_word_phones=bool(state.model.config.tts_word_phones))
+                             tts_word_phones=bool(state.model.config.tts_word_phones),
+                             slu_transcript=bool(state.model.config.slu_transcript))
     builder = ExampleBuilder(state.vocab, cache, options)
     max_len = state.model.config.max_position_embeddings
     max_len = max_len if cfg.max_len is None else min(cfg.max_len, max_len)

@@ -3,7 +3,7 @@
 ::
 
     POST /v1/transcribe   audio [language]                          -> {"text", "language"}
-    POST /v1/understand   audio [language=en]                       -> {"intent", "slots", "text"}
+    POST /v1/understand   audio [language=en]                       -> {"intent", "slots", "text", "transcript"}
     POST /v1/translate    audio target_language [source_language]   -> WAV (+ X-Text) or JSON (format=json)
     POST /v1/continue     audio [seconds=3] [include_prompt=false]  -> WAV or JSON (format=json)
     POST /v1/synthesize   JSON {"text", "language": "en", "format": "wav"}  -> WAV or JSON
@@ -136,7 +136,7 @@ def create_app(model: AudioLanguageModel, settings: ServerSettings | None = None
         blob, opts, _ = await read_audio_request(request)
         o = check_options(opts, {"language": _language})
         _, r = await decode("slu", blob, {"language": o.get("language", "en")})
-        return JSONResponse({"intent": r.intent, "slots": r.slots, "text": r.text})
+        return JSONResponse({"intent": r.intent, "slots": r.slots, "text": r.text, "transcript": r.transcript})
 
     @app.post("/v1/translate")
     async def translate(request: Request) -> Response:

@@ -222,7 +222,7 @@ def _run_one(task: str, r: dict[str, Any], records: list[dict[str, Any]], by_id:
         slots = r.get("slots") or {}
         row.update(reference_intent=r["intent"], intent=res.intent,
                    reference_slots=json.loads(slots) if isinstance(slots, str) else slots, slots=res.slots,
-                   output=res.text)
+                   output=res.text, transcript=res.transcript)
     elif task == "tts":
         v = voice_of(records, r["speaker"], r["split"], r["id"], cfg.seed)
         assert v is not None  # select() keeps only speakers with another utterance
