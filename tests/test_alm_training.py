@@ -667,3 +667,14 @@ def test_text_only_asr_items_join_the_asr_groups(tiny_corpus: Path, tokenizer_di
         - held_out
     ex = builder.build("asr", items["en"][0], np.random.default_rng(0))
     assert all(t in vocab.units for t in ex.input_ids[: ex.prompt_len] if t not in vocab.special)
+    # slu_sim_commands: commands of the SLU grammar, never a held-out one, join the SLU groups
+    from training.alm_data import SIM_SLU_PREFIX
+    from training.data.slu import parse_target
+    from training.train_alm import simulated_slu_items
+
+    slu = simulated_slu_items(builder, units, TrainAlmConfig(slu_sim_commands=40, **common), progress=False)
+    assert list(slu) == ["en"] and 30 <= len(slu["en"]) <= 40 and slu["en"][0].startswith(SIM_SLU_PREFIX)
+    commands = [builder._simulated_slu[i] for i in slu["en"]]
+    assert not held_out & {text for _, text, _, _ in commands}
+    assert all(parse_target(target)[0] for _, _, _, target in commands)  # every target parses strictly
+    assert len({parse_target(target)[0] for _, _, _, target in commands}) > 5  # intents in rotation

@@ -69,6 +69,35 @@ def test_builder_serves_simulated_asr_items(tmp_path) -> None:
     assert torch.tensor(a.input_ids).max() < vocab.size
 
 
+def test_builder_serves_simulated_slu_items(tmp_path) -> None:
+    # text-only SLU items: simulated units of the command's phones in the prompt; the target is the SLU target,
+    # after the transcript for an slu_transcript builder
+    from alm.prompts import IGNORE_INDEX, parse_output
+    from alm.vocab import Vocabulary, train_text_tokenizer
+    from training.alm_data import SIM_SLU_PREFIX, ExampleBuilder, ExampleOptions, TokenCache
+
+    text, target = "play some jazz", "play_music | genre = jazz"
+    vocab = Vocabulary(train_text_tokenizer([text, target] * 5, vocab_size=300), num_units=len(PHONES),
+                       num_codebooks=1, cardinality=8)
+    cache = TokenCache(tmp_path, "fp", {"codec": {"max_codebooks": 1, "cardinality": 8, "frame_rate": 50},
+                                        "units": {"num_units": len(PHONES), "frame_rate": 50}}, {}, {}, {})
+    sim = PhoneSimulator(_phone_units())
+    phones = sim.phonemize([("en", text)], progress=False)
+    for words in (False, True):
+        builder = ExampleBuilder(vocab, cache, ExampleOptions(num_codebooks=1, slu_transcript=words))
+        items = builder.add_simulated_slu(sim, {("en", text): (phones[("en", text)], target)})
+        assert list(items) == ["en"] and items["en"][0].startswith(SIM_SLU_PREFIX)
+        assert builder.simulated_texts() == [("en", text)]
+        a = builder.build("slu", items["en"][0], np.random.default_rng(0))
+        b = builder.build("slu", items["en"][0], np.random.default_rng(1))
+        assert a.input_ids[0] == vocab.task_id("slu") and a.input_ids[: a.prompt_len] != b.input_ids[: b.prompt_len]
+        assert len([t for t in a.input_ids[: a.prompt_len] if t in vocab.units]) > 5
+        out = parse_output(vocab, "slu", [t for t in a.labels if t != IGNORE_INDEX])
+        assert out.text == target and out.complete and out.transcript == (text if words else None)
+        with pytest.raises(ValueError, match="SLU only"):
+            builder.build("asr", items["en"][0], np.random.default_rng(0))
+
+
 def test_blank_free_prompts_from_real_and_simulated_units(tmp_path) -> None:
     """``drop_unit_blanks``: the tokenizer, a builder's real and simulated ASR prompts and the model config agree
     on prompts without the CTC blank, and kinds without a blank refuse it."""

@@ -370,6 +370,7 @@ class ExampleOptions:
 
 
 SIM_PREFIX = "sim:"  # item ids of text-only ASR examples (ExampleBuilder.add_simulated_asr)
+SIM_SLU_PREFIX = "sim-slu:"  # item ids of text-only SLU examples (ExampleBuilder.add_simulated_slu)
 
 
 def collapse(units: np.ndarray) -> np.ndarray:
@@ -398,6 +399,7 @@ class ExampleBuilder:
         self.vocab, self.cache, self.options = vocab, cache, options
         self.voice_frames = max(1, round(options.voice_seconds * cache.frame_rate))
         self._simulated: dict[str, tuple[str, str, list[int]]] = {}  # sim id -> (lang, text, phone ids)
+        self._simulated_slu: dict[str, tuple[str, str, list[int], str]] = {}  # -> (lang, text, phone ids, target)
         self._simulator: Any = None
         self._lexicon: Callable[[str, str], list[list[int]]] | None = None
         self._by_speaker: dict[tuple[str, str], list[str]] = {}
@@ -445,9 +447,28 @@ class ExampleBuilder:
             out.setdefault(lang, []).append(item)
         return out
 
+    def add_simulated_slu(self, simulator: Any, commands: dict[tuple[str, str], tuple[list[int], str]]
+                          ) -> dict[str, list[str]]:
+        """Register text-only SLU items, as :meth:`add_simulated_asr`: ``commands`` maps ``(lang, text)`` to the
+        text's phone ids and its SLU target (``training.data.slu.format_target``); each becomes an item
+        ``"sim-slu:<n>"`` whose example reads freshly simulated units. Returns ``{lang: [item ids]}`` to add to
+        the ``("slu", lang)`` sampler groups."""
+        if self.options.input_speech != "units" or not self.options.collapse_units:
+            raise ValueError("simulated SLU input is collapsed units: needs input_speech='units', collapse_units")
+        if simulator.phones is None or len(simulator.phones) > self.vocab.num_units:
+            raise ValueError("the simulator's phone inventory does not fit the vocabulary's unit range")
+        self._simulator = simulator
+        out: dict[str, list[str]] = {}
+        for (lang, text), (ids, target) in commands.items():
+            item = f"{SIM_SLU_PREFIX}{len(self._simulated_slu)}"
+            self._simulated_slu[item] = (lang, text, list(ids), target)
+            out.setdefault(lang, []).append(item)
+        return out
+
     def simulated_texts(self) -> list[tuple[str, str]]:
-        """``(lang, text)`` of the registered simulated ASR items."""
-        return [(lang, text) for lang, text, _ in self._simulated.values()]
+        """``(lang, text)`` of the registered simulated ASR and SLU items."""
+        return [*((lang, text) for lang, text, _ in self._simulated.values()),
+                *((lang, text) for lang, text, _, _ in self._simulated_slu.values())]
 
     def set_lexicon(self, lexicon: Callable[[str, str], list[list[int]]]) -> None:
         """The word phones of ``asr_word_phones`` targets and ``tts_word_phones`` prompts: ``lexicon(lang, text)``
@@ -473,6 +494,18 @@ class ExampleBuilder:
             units = without_blanks(units) if self.options.drop_unit_blanks else units
             ex = asr_example(self.vocab, lang, units, text, self.options.prompt_weight,
                              word_phones=self._word_phones(lang, text))
+            if self.options.ctc_targets:
+                ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
+            return ex
+        if utt_id.startswith(SIM_SLU_PREFIX):
+            if task != "slu":
+                raise ValueError(f"simulated item {utt_id} serves SLU only, not {task!r}")
+            lang, text, ids, target = self._simulated_slu[utt_id]
+            units = self._simulator.simulate(ids, rng)
+            units = without_blanks(units) if self.options.drop_unit_blanks else units
+            words = text if self.options.slu_transcript else None
+            ex = slu_example(self.vocab, lang, units, target, self.options.prompt_weight, transcript=words,
+                             word_phones=self._word_phones(lang, text) if words else None)
             if self.options.ctc_targets:
                 ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
             return ex

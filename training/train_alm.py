@@ -110,6 +110,7 @@ class TrainAlmConfig(TrainConfig):
     prompt_weight: float = 0.0
     ctc_weight: float = 0.0  # weight of the auxiliary CTC loss on the speech positions (training.speech_ctc; 0: off)
     asr_sim_sentences: int = 0  # per language: text-only ASR items with simulated phone units (training.phone_sim)
+    slu_sim_commands: int = 0  # text-only SLU items: commands of the SLU grammar with simulated phone units
     asr_word_phones: bool = False  # ASR targets spell each word's phones before it (sets the model's asr_word_phones)
     audio_units: bool = False  # audio frames are written "unit, then codes" (sets the model's audio_units)
     tts_word_phones: bool = False  # TTS prompts spell each word's phones before it (sets the model's tts_word_phones)
@@ -136,6 +137,8 @@ class TrainAlmConfig(TrainConfig):
             raise ValueError(f"ctc_weight must be >= 0, got {self.ctc_weight}")
         if self.asr_sim_sentences < 0:
             raise ValueError(f"asr_sim_sentences must be >= 0, got {self.asr_sim_sentences}")
+        if self.slu_sim_commands < 0:
+            raise ValueError(f"slu_sim_commands must be >= 0, got {self.slu_sim_commands}")
         if self.bucket_pool < 0 or self.curriculum_steps < 0 or self.curriculum_start_len < 1:
             raise ValueError(f"bucket_pool={self.bucket_pool} and curriculum_steps={self.curriculum_steps} cannot be "
                              f"negative; curriculum_start_len={self.curriculum_start_len} must be positive")
@@ -373,6 +376,26 @@ def simulated_asr_items(builder: ExampleBuilder, units: UnitTokenizer, cfg: Trai
     sim = PhoneSimulator(units, cache=builder.cache.directory / "phones.json")
     items = builder.add_simulated_asr(sim, sim.phonemize(chosen, progress=progress))
     log.info("text-only ASR items with simulated phone units: %s", {k: len(v) for k, v in items.items()})
+    return items
+
+
+def simulated_slu_items(builder: ExampleBuilder, units: UnitTokenizer, cfg: TrainAlmConfig,
+                        progress: bool) -> dict[str, list[str]]:
+    """Text-only SLU items: ``cfg.slu_sim_commands`` commands drawn from the corpus' SLU grammar
+    (:func:`training.data.slu.generate_commands`, English, a seed of its own) with their intents and slots, the
+    units simulated from their phones as for the simulated ASR items; never a command of the valid or test split.
+    Far more commands than the corpus recorded, so the understanding must be read off the words, not memorized."""
+    from training.data.slu import generate_commands
+    from training.phone_sim import PhoneSimulator
+
+    held_out = {r["text"] for r in builder.cache.records.values() if r["split"] != "train"}
+    commands = {("en", c.text): format_target(c.intent, c.slots)
+                for c in generate_commands(cfg.slu_sim_commands, seed=cfg.seed + 7919) if c.text not in held_out}
+    sim = PhoneSimulator(units, cache=builder.cache.directory / "phones.json")
+    phones = sim.phonemize(list(commands), progress=progress)
+    items = builder.add_simulated_slu(sim, {key: (phones[key], target) for key, target in commands.items()
+                                            if key in phones})
+    log.info("text-only SLU items with simulated phone units: %s", {k: len(v) for k, v in items.items()})
     return items
 
 
@@ -642,6 +665,9 @@ def train(corpus: str | Path, out: str | Path, cfg: TrainAlmConfig, *, codec: Au
     if cfg.asr_sim_sentences and "asr" in tasks:
         for lang, items in simulated_asr_items(builder, state.units, cfg, progress and main).items():
             groups.setdefault(("asr", lang), []).extend(items)
+    if cfg.slu_sim_commands and "slu" in tasks:
+        for lang, items in simulated_slu_items(builder, state.units, cfg, progress and main).items():
+            groups.setdefault(("slu", lang), []).extend(items)
     if options.asr_word_phones or options.tts_word_phones:
         builder.set_lexicon(word_lexicon(builder, state.units, progress and main))
     sampler = MultiTaskSampler(groups, builder.build, temperature=cfg.temperature,
