@@ -435,11 +435,7 @@ class ExampleBuilder:
         """Register text-only ASR items (:mod:`training.phone_sim`): ``pairs`` maps ``(lang, text)`` to phone ids;
         each becomes an item ``"sim:<n>"`` whose example reads freshly simulated units every time it is built.
         Returns ``{lang: [item ids]}`` to add to the ``("asr", lang)`` sampler groups."""
-        if self.options.input_speech != "units" or not self.options.collapse_units:
-            raise ValueError("simulated ASR input is collapsed units: needs input_speech='units', collapse_units")
-        if simulator.phones is None or len(simulator.phones) > self.vocab.num_units:
-            raise ValueError("the simulator's phone inventory does not fit the vocabulary's unit range")
-        self._simulator = simulator
+        self._use_simulator(simulator, "ASR")
         out: dict[str, list[str]] = {}
         for (lang, text), ids in pairs.items():
             item = f"{SIM_PREFIX}{len(self._simulated)}"
@@ -453,17 +449,26 @@ class ExampleBuilder:
         text's phone ids and its SLU target (``training.data.slu.format_target``); each becomes an item
         ``"sim-slu:<n>"`` whose example reads freshly simulated units. Returns ``{lang: [item ids]}`` to add to
         the ``("slu", lang)`` sampler groups."""
-        if self.options.input_speech != "units" or not self.options.collapse_units:
-            raise ValueError("simulated SLU input is collapsed units: needs input_speech='units', collapse_units")
-        if simulator.phones is None or len(simulator.phones) > self.vocab.num_units:
-            raise ValueError("the simulator's phone inventory does not fit the vocabulary's unit range")
-        self._simulator = simulator
+        self._use_simulator(simulator, "SLU")
         out: dict[str, list[str]] = {}
         for (lang, text), (ids, target) in commands.items():
             item = f"{SIM_SLU_PREFIX}{len(self._simulated_slu)}"
             self._simulated_slu[item] = (lang, text, list(ids), target)
             out.setdefault(lang, []).append(item)
         return out
+
+    def _use_simulator(self, simulator: Any, task: str) -> None:
+        """Check that ``simulator``'s units can stand in this builder's prompts, then keep it."""
+        if self.options.input_speech != "units" or not self.options.collapse_units:
+            raise ValueError(f"simulated {task} input is collapsed units: needs input_speech='units', collapse_units")
+        if simulator.phones is None or len(simulator.phones) > self.vocab.num_units:
+            raise ValueError("the simulator's phone inventory does not fit the vocabulary's unit range")
+        self._simulator = simulator
+
+    def _simulated_units(self, ids: list[int], rng: np.random.Generator) -> np.ndarray:
+        """Fresh simulated units of phone ids ``ids``, in this builder's prompt format."""
+        units = self._simulator.simulate(ids, rng)
+        return without_blanks(units) if self.options.drop_unit_blanks else units
 
     def simulated_texts(self) -> list[tuple[str, str]]:
         """``(lang, text)`` of the registered simulated ASR and SLU items."""
@@ -490,9 +495,7 @@ class ExampleBuilder:
             if task != "asr":
                 raise ValueError(f"simulated item {utt_id} serves ASR only, not {task!r}")
             lang, text, ids = self._simulated[utt_id]
-            units = self._simulator.simulate(ids, rng)
-            units = without_blanks(units) if self.options.drop_unit_blanks else units
-            ex = asr_example(self.vocab, lang, units, text, self.options.prompt_weight,
+            ex = asr_example(self.vocab, lang, self._simulated_units(ids, rng), text, self.options.prompt_weight,
                              word_phones=self._word_phones(lang, text))
             if self.options.ctc_targets:
                 ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
@@ -501,11 +504,9 @@ class ExampleBuilder:
             if task != "slu":
                 raise ValueError(f"simulated item {utt_id} serves SLU only, not {task!r}")
             lang, text, ids, target = self._simulated_slu[utt_id]
-            units = self._simulator.simulate(ids, rng)
-            units = without_blanks(units) if self.options.drop_unit_blanks else units
             words = text if self.options.slu_transcript else None
-            ex = slu_example(self.vocab, lang, units, target, self.options.prompt_weight, transcript=words,
-                             word_phones=self._word_phones(lang, text) if words else None)
+            ex = slu_example(self.vocab, lang, self._simulated_units(ids, rng), target, self.options.prompt_weight,
+                             transcript=words, word_phones=self._word_phones(lang, text) if words else None)
             if self.options.ctc_targets:
                 ex = replace(ex, ctc_targets=self.vocab.encode_text(text))
             return ex
