@@ -5,6 +5,7 @@
         -o out.wav
     alm legacy translate hola.wav --model runs/legacy-translatotron/final --vocoder runs/legacy-hifigan/final -o out.wav
     alm legacy export runs/legacy-fastspeech2/final legacy_seq2seq/pretrained/fastspeech2   # float16 copy
+    alm legacy speakers --model runs/legacy-fastspeech2/final      # the voices of a multi-speaker model
 
 Synthesized audio passes through :func:`legacy_seq2seq.inference.set_output_hook`'s hook (inside
 :func:`legacy_seq2seq.inference.synthesize`), where the composition root installs the project's watermark; this
@@ -61,11 +62,28 @@ def synthesize(
     vocoder: Path = typer.Option(..., "--vocoder", help="HiFi-GAN directory."),
     out: Path = typer.Option(..., "--out", "-o", help="Audio file to write (.wav, .flac, .ogg)."),
     device: str = typer.Option("cpu", "--device", help="Torch device."),
+    speaker: str | None = typer.Option(None, "--speaker", help="Voice of a multi-speaker model (default: its first; "
+                                       "`alm legacy speakers --model DIR` lists them)."),
 ) -> None:
     """Text to speech (16 kHz) with a baseline acoustic model and vocoder; the output hook (watermark) applies."""
     from legacy_seq2seq.inference import synthesize as run
 
-    _speak(out, model, vocoder, device, lambda acoustic, voc: run(acoustic, text, voc, device))
+    _speak(out, model, vocoder, device, lambda acoustic, voc: run(acoustic, text, voc, device, speaker=speaker))
+
+
+@legacy_app.command("speakers")
+def list_speakers(
+    model: Path = typer.Option(..., "--model", help="Tacotron 2 or FastSpeech 2 directory."),
+) -> None:
+    """The voices of a multi-speaker acoustic model, one per line (none for a single-voice model)."""
+    from legacy_seq2seq.inference import speakers
+
+    with _user_errors():
+        names = speakers(model)
+    if not names:
+        typer.echo(f"{model}: one voice (trained without speaker ids)")
+    for name in names:
+        typer.echo(name)
 
 
 @legacy_app.command("translate")

@@ -17,7 +17,9 @@ buckets whose embeddings are added to the hidden sequence. Training is teacher-f
 durations (integer frames per symbol, ``T = sum(d)``; see :func:`durations_from_alignment`), pitch and energy;
 inference uses the predictions, with ``speed`` (durations divided by it) and ``pitch_shift`` (added to the
 predicted pitch, in the pitch unit) controls. Loss = mel L1 + duration MSE (on ``log(1 + d)``) + pitch MSE +
-energy MSE.
+energy MSE. A multi-speaker model (``speakers`` in the config) adds a learned voice embedding to the encoder
+output, before the variance adaptor (:class:`legacy_seq2seq.speakers.SpeakerTable`); ``speaker_ids [B]`` pick the
+voices (default: speaker 0).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from legacy_seq2seq.checkpoint import load_model_dir, save_model_dir
+from legacy_seq2seq.speakers import SpeakerTable, check_speakers
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class FastSpeech2Config:
     energy_min: float = -4.0
     energy_max: float = 4.0
     max_duration: int = 100  # frames per symbol at inference (1 s at 100 frames/s)
+    speakers: tuple[str, ...] = ()  # the voices of a multi-speaker model (speaker id = index); () = one voice
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -73,6 +77,7 @@ class FastSpeech2Config:
             raise ValueError("conv kernel sizes must be odd to keep lengths")
         if self.n_bins < 2 or self.pitch_min >= self.pitch_max or self.energy_min >= self.energy_max:
             raise ValueError("need n_bins >= 2, pitch_min < pitch_max and energy_min < energy_max")
+        object.__setattr__(self, "speakers", check_speakers(self.speakers))
 
 
 @dataclass
@@ -213,14 +218,17 @@ class FastSpeech2(nn.Module):
         self.energy_embedding = nn.Embedding(c.n_bins, D)
         self.decoder = blocks(c.decoder_layers)
         self.mel_proj = nn.Linear(D, c.n_mels)
+        self.speaker_table = SpeakerTable(c.speakers, D)
 
-    def encode(self, text_ids: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, L]``, ``[B]`` -> encoder states ``[B, L, D]``."""
+    def encode(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker_ids: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """``[B, L]``, ``[B]`` (``speaker_ids [B]`` for a multi-speaker model) -> encoder states ``[B, L, D]``
+        (with the voice's embedding added on the valid symbols)."""
         pad = ~_mask(text_lengths, text_ids.shape[1])
         x = self.embedding(text_ids) + sinusoids(text_ids.shape[1], self.config.hidden_dim, text_ids.device)
         for block in self.encoder:
             x = block(x, pad)
-        return x
+        return self.speaker_table.add(x, speaker_ids, (~pad)[..., None].to(x.dtype))
 
     def _adapt_and_decode(self, x: torch.Tensor, durations: torch.Tensor, pitch: torch.Tensor | None,
                           energy: torch.Tensor | None, pitch_shift: float = 0.0
@@ -242,7 +250,8 @@ class FastSpeech2(nn.Module):
         return mel, pitch_pred, energy_pred, lengths
 
     def forward(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, durations: torch.Tensor,
-                pitch: torch.Tensor, energy: torch.Tensor, mels: torch.Tensor) -> FastSpeech2Output:
+                pitch: torch.Tensor, energy: torch.Tensor, mels: torch.Tensor,
+                speaker_ids: torch.Tensor | None = None) -> FastSpeech2Output:
         """Teacher-forced pass with losses.
 
         Args:
@@ -252,6 +261,7 @@ class FastSpeech2(nn.Module):
             pitch: ``[B, T]`` frame-level target pitch (normalised unit; padding ignored).
             energy: ``[B, T]`` frame-level target energy.
             mels: ``[B, T, n_mels]`` target log-mel frames.
+            speaker_ids: ``[B]`` long voice ids of a multi-speaker model (``None``: 0); refused for one voice.
 
         Returns:
             :class:`FastSpeech2Output`.
@@ -262,7 +272,7 @@ class FastSpeech2(nn.Module):
         if mels.shape[1] != T or pitch.shape[1] != T or energy.shape[1] != T:
             raise ValueError(f"targets must have T = max(sum(durations)) = {T} frames, got mels "
                              f"{tuple(mels.shape)}, pitch {tuple(pitch.shape)}, energy {tuple(energy.shape)}")
-        h = self.encode(text_ids, text_lengths)
+        h = self.encode(text_ids, text_lengths, speaker_ids)
         log_duration = self.duration_predictor(h, ~text_valid)
         mel, pitch_pred, energy_pred, lengths = self._adapt_and_decode(h, durations, pitch, energy)
 
@@ -280,7 +290,7 @@ class FastSpeech2(nn.Module):
     # --- inference ------------------------------------------------------------------------------------------
     @torch.no_grad()
     def infer(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None, speed: float = 1.0,
-              pitch_shift: float = 0.0) -> FastSpeech2Inference:
+              pitch_shift: float = 0.0, speaker_ids: torch.Tensor | None = None) -> FastSpeech2Inference:
         """Synthesise from predicted durations, pitch and energy (eval mode).
 
         Args:
@@ -288,6 +298,7 @@ class FastSpeech2(nn.Module):
             text_lengths: ``[B]`` valid symbols; ``None``: all ``L``.
             speed: speaking-rate factor; durations are ``round(d / speed)``, so ``speed=2`` halves the length.
             pitch_shift: added to every predicted frame pitch, in the pitch targets' unit.
+            speaker_ids: ``[B]`` voice ids of a multi-speaker model (``None``: 0; see :meth:`speaker_id`).
 
         Returns:
             :class:`FastSpeech2Inference`; every item has at least one frame.
@@ -302,13 +313,17 @@ class FastSpeech2(nn.Module):
         if text_lengths is None:
             text_lengths = torch.full((B,), L, dtype=torch.long, device=text_ids.device)
         valid = _mask(text_lengths, L)
-        h = self.encode(text_ids, text_lengths)
+        h = self.encode(text_ids, text_lengths, speaker_ids)
         log_d = self.duration_predictor(h, ~valid)
         d = torch.round((torch.exp(log_d) - 1.0) / speed).clamp(0, self.config.max_duration).long() * valid
         d[:, 0] += (d.sum(1) == 0).long()  # never an empty utterance
         mel, _, _, lengths = self._adapt_and_decode(h, d, None, None, pitch_shift)
         self.train(was_training)
         return FastSpeech2Inference(mel, lengths, d)
+
+    def speaker_id(self, name: str) -> int:
+        """The id of voice ``name`` (one of ``config.speakers``); raises ``ValueError`` naming the known ones."""
+        return self.speaker_table.id(name)
 
     # --- persistence ----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

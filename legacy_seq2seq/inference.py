@@ -258,7 +258,7 @@ def transcribe(model: str | os.PathLike | LegacyModel, wav: Any, device: str | t
 # --- speech synthesis -----------------------------------------------------------------------------------------
 @torch.no_grad()
 def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str | os.PathLike | LegacyModel,
-               device: str | torch.device = "cpu") -> np.ndarray:
+               device: str | torch.device = "cpu", speaker: str | None = None) -> np.ndarray:
     """Speak ``text`` with a Tacotron 2 or FastSpeech 2 directory and a HiFi-GAN vocoder directory.
 
     Args:
@@ -266,6 +266,8 @@ def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str |
         text: what to say (normalized and encoded as in training).
         vocoder: the HiFi-GAN directory (or a loaded one); its log-mel parameters must match the acoustic model's.
         device: where to run.
+        speaker: the voice of a multi-speaker model (one of :func:`speakers`; ``None``: its first); a
+            single-voice model refuses a name.
 
     Returns:
         ``[T]`` float32 waveform in ``[-1, 1]`` at the vocoder's sample rate (16 kHz), after the output hook.
@@ -280,10 +282,23 @@ def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str |
                          f"{voc.features}: train both on the same log-mel")
     param = next(acoustic.model.parameters())
     ids = torch.tensor(encode_text(acoustic.vocab, text), device=param.device)
-    mel = acoustic.model.infer(ids[None]).mel  # [1, T, n_mels]
+    voice = None
+    if speaker is not None:
+        if not acoustic.model.config.speakers:
+            raise ValueError(f"this {acoustic.kind} has one voice (trained without speaker_ids): do not name a speaker")
+        voice = torch.tensor([acoustic.model.speaker_id(speaker)], device=param.device)
+    mel = acoustic.model.infer(ids[None], speaker_ids=voice).mel  # [1, T, n_mels]
     wav = voc.model(mel.transpose(1, 2).to(next(voc.model.parameters()).device))[0]  # [T * hop]
     audio = wav.float().clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
     return apply_output_hook(audio, voc.features.sample_rate)
+
+
+def speakers(model: str | os.PathLike | LegacyModel) -> tuple[str, ...]:
+    """The voices a Tacotron 2 or FastSpeech 2 directory can speak in (``()``: one voice, trained without ids)."""
+    acoustic = _loaded(model, "cpu")
+    if not isinstance(acoustic.model, TTS_CLASSES):
+        raise ValueError(f"{acoustic.kind} is not an acoustic model (Tacotron 2 or FastSpeech 2)")
+    return tuple(acoustic.model.config.speakers)
 
 
 # --- speech-to-speech translation ----------------------------------------------------------------------------
@@ -317,4 +332,5 @@ def translate(model: str | os.PathLike | LegacyModel, wav: Any, vocoder: str | o
 
 
 __all__ = ["LegacyModel", "apply_output_hook", "encode_text", "features_of", "las_token_ids", "load_features",
-           "load_legacy", "normalize_text", "save_extras", "set_output_hook", "synthesize", "transcribe", "translate"]
+           "load_legacy", "normalize_text", "save_extras", "set_output_hook", "speakers", "synthesize", "transcribe",
+           "translate"]

@@ -8,6 +8,10 @@ The paper's diagram, top to bottom::
         -> decoder LSTM (layer 2) -> Linear -> r frames [B, r, n_mels] and r stop logits [B, r]
     mel_before [B, T, n_mels] -> postnet (5 x conv5 + BN, tanh) -> + residual -> mel_after
 
+A multi-speaker model (``speakers`` in the config: the training voices' names) adds a learned speaker embedding
+``[E]`` to every memory position, as ESPnet's ``spk_embed_integration_type: add`` with speaker ids; the decoder then
+no longer averages the corpus's voices into one. ``speaker_ids [B]`` pick the voices (default: speaker 0).
+
 The two decoder LSTM layers are split as in NVIDIA's reference implementation: the first layer's output is the
 attention query, the second sees the new context. Each decoder step emits ``r = reduction_factor`` frames
 (Tacotron 1's trick; the paper uses ``r = 1``), so alignments are ``[B, ceil(T / r), L]``. Zoneout is replaced by
@@ -30,6 +34,7 @@ from torch import nn
 
 from legacy_seq2seq.checkpoint import load_model_dir, save_model_dir
 from legacy_seq2seq.guided_attention import GUIDED_ATTENTION_G, guided_attention_loss
+from legacy_seq2seq.speakers import SpeakerTable, check_speakers
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ class Tacotron2Config:
     stop_threshold: float = 0.5
     stop_pos_weight: float = 5.0  # BCE weight of the one positive (last) frame per utterance (ESPnet uses 5)
     max_frames_per_symbol: float = 20.0  # inference bound: 200 ms per symbol at 100 frames/s
+    speakers: tuple[str, ...] = ()  # the voices of a multi-speaker model (speaker id = index); () = one voice
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -75,6 +81,7 @@ class Tacotron2Config:
                 raise ValueError(f"{name} must be odd to keep lengths, got {getattr(self, name)}")
         if not 0.0 < self.stop_threshold < 1.0 or self.max_frames_per_symbol <= 0 or self.stop_pos_weight <= 0:
             raise ValueError("need 0 < stop_threshold < 1, max_frames_per_symbol > 0 and stop_pos_weight > 0")
+        object.__setattr__(self, "speakers", check_speakers(self.speakers))
 
     def max_decoder_steps(self, text_length: int) -> int:
         """Inference bound for ``text_length`` symbols: ``ceil(max_frames_per_symbol * L / r)`` steps (>= 1)."""
@@ -169,10 +176,13 @@ class Tacotron2(nn.Module):
         self.stop_proj = nn.Linear(c.decoder_rnn_dim + E, r)
         dims = [c.n_mels] + [c.postnet_dim] * (c.postnet_n_convs - 1) + [c.n_mels]
         self.postnet = nn.ModuleList(_conv_bn(a, b, c.postnet_kernel_size) for a, b in zip(dims[:-1], dims[1:]))
+        self.speaker_table = SpeakerTable(c.speakers, E)
 
     # --- building blocks ------------------------------------------------------------------------------------
-    def encode(self, text_ids: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
-        """``text_ids [B, L]``, ``text_lengths [B]`` -> memory ``[B, L, E]`` (zero on padding)."""
+    def encode(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, speaker_ids: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """``text_ids [B, L]``, ``text_lengths [B]`` (``speaker_ids [B]`` for a multi-speaker model; default 0)
+        -> memory ``[B, L, E]`` (zero on padding)."""
         keep = _mask(text_lengths, text_ids.shape[1])[:, None, :].float()  # [B, 1, L]
         x = self.embedding(text_ids).transpose(1, 2)  # [B, E, L]
         for conv in self.encoder_convs:
@@ -180,7 +190,8 @@ class Tacotron2(nn.Module):
         packed = nn.utils.rnn.pack_padded_sequence(x.transpose(1, 2), text_lengths.cpu(), batch_first=True,
                                                    enforce_sorted=False)
         out, _ = self.encoder_lstm(packed)
-        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=text_ids.shape[1])[0]
+        memory = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=text_ids.shape[1])[0]
+        return self.speaker_table.add(memory, speaker_ids, keep[:, 0, :, None])
 
     def _prenet(self, frames: torch.Tensor) -> torch.Tensor:
         for layer in self.prenet:  # dropout always on: the paper relies on it for variation at inference
@@ -276,7 +287,8 @@ class Tacotron2(nn.Module):
 
     # --- training -------------------------------------------------------------------------------------------
     def forward(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, mels: torch.Tensor,
-                mel_lengths: torch.Tensor, attention_loss_weight: float = 0.0) -> Tacotron2Output:
+                mel_lengths: torch.Tensor, attention_loss_weight: float = 0.0,
+                speaker_ids: torch.Tensor | None = None) -> Tacotron2Output:
         """Teacher-forced pass with losses.
 
         Args:
@@ -286,13 +298,14 @@ class Tacotron2(nn.Module):
             mel_lengths: ``[B]`` valid frames per item (>= 1).
             attention_loss_weight: weight of :func:`guided_attention_loss`; the caller sets it (e.g. 1.0) for the
                 first steps of training and 0.0 afterwards.
+            speaker_ids: ``[B]`` long voice ids of a multi-speaker model (``None``: 0); refused for one voice.
 
         Returns:
             :class:`Tacotron2Output` with outputs cropped to ``T`` frames.
         """
         c = self.config
         T, r = mels.shape[1], c.reduction_factor
-        memory = self.encode(text_ids, text_lengths)
+        memory = self.encode(text_ids, text_lengths, speaker_ids)
         mel_before, mel_after, stop_logits, alignments = self.decode_teacher_forced(
             memory, ~_mask(text_lengths, text_ids.shape[1]), mels)
 
@@ -308,12 +321,14 @@ class Tacotron2(nn.Module):
 
     # --- inference ------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def infer(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None) -> Tacotron2Inference:
+    def infer(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None,
+              speaker_ids: torch.Tensor | None = None) -> Tacotron2Inference:
         """Autoregressive synthesis (eval mode, prenet dropout still on).
 
         Args:
             text_ids: ``[B, L]`` (or ``[L]``) long symbol ids, 0-padded.
             text_lengths: ``[B]`` valid symbols; ``None``: all ``L``.
+            speaker_ids: ``[B]`` voice ids of a multi-speaker model (``None``: 0; see :meth:`speaker_id`).
 
         Returns:
             :class:`Tacotron2Inference`; each item stops at the first frame whose stop probability exceeds
@@ -328,10 +343,14 @@ class Tacotron2(nn.Module):
         if text_lengths is None:
             text_lengths = torch.full((B,), L, dtype=torch.long, device=text_ids.device)
         bounds = torch.tensor([c.max_decoder_steps(int(n)) for n in text_lengths], device=text_ids.device)
-        memory = self.encode(text_ids, text_lengths)
+        memory = self.encode(text_ids, text_lengths, speaker_ids)
         mel, lengths, alignments = self.decode_free(memory, ~_mask(text_lengths, L), bounds)
         self.train(was_training)
         return Tacotron2Inference(mel, lengths, alignments)
+
+    def speaker_id(self, name: str) -> int:
+        """The id of voice ``name`` (one of ``config.speakers``); raises ``ValueError`` naming the known ones."""
+        return self.speaker_table.id(name)
 
     # --- persistence ----------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

@@ -326,6 +326,73 @@ def test_generator_warm_up_alone_lowers_the_spectral_loss() -> None:
     assert losses[-1] < 0.7 * losses[0], losses[::10]
 
 
+# --- speaker ids --------------------------------------------------------------------------------------------
+def _two_models(kind: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A single-voice model and the same weights with a table of three voices (zero at the start)."""
+    cls, config = (Tacotron2, tacotron2_tiny(VOCAB, N_MELS)) if kind == "tacotron2" else \
+        (FastSpeech2, fastspeech2_tiny(VOCAB, N_MELS))
+    one = cls(config).eval()
+    many = cls(dataclasses.replace(config, speakers=("a", "b", "c"))).eval()
+    missing, unexpected = many.load_state_dict(one.state_dict(), strict=False)
+    assert missing == ["speaker_table.embedding.weight"] and unexpected == []
+    return one, many
+
+
+@pytest.mark.parametrize("kind", ["tacotron2", "fastspeech2"])
+def test_speaker_table_starts_neutral_and_then_tells_voices_apart(kind: str) -> None:
+    one, many = _two_models(kind)
+    ids = torch.tensor([2, 1])
+
+    @torch.no_grad()
+    def memory(model: torch.nn.Module, speaker_ids: torch.Tensor | None) -> torch.Tensor:
+        return model.encode(TEXT, TEXT_LENGTHS, speaker_ids)
+
+    torch.testing.assert_close(memory(many, ids), memory(one, None))  # a warm start changes nothing at step 0
+    with torch.no_grad():
+        many.speaker_table.embedding.weight.normal_()
+    a, b = memory(many, torch.tensor([0, 0])), memory(many, torch.tensor([1, 1]))
+    assert not torch.allclose(a[:, :3], b[:, :3])
+    assert float(a[1, 3:].abs().max()) == float(b[1, 3:].abs().max()) == 0.0  # padding stays zero
+    torch.testing.assert_close(memory(many, None), a)  # no ids: voice 0
+    assert many.speaker_id("c") == 2
+    with pytest.raises(ValueError, match="unknown speaker 'd'.*a, b, c"):
+        many.speaker_id("d")
+    with pytest.raises(ValueError, match="speaker ids must be in"):
+        memory(many, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="one voice"):
+        memory(one, ids)
+
+
+def test_speaker_config_round_trips_and_refuses_bad_names(tmp_path: Path) -> None:
+    _, many = _two_models("fastspeech2")
+    many.save_pretrained(tmp_path / "m")
+    loaded = FastSpeech2.from_pretrained(tmp_path / "m")
+    assert loaded.config.speakers == ("a", "b", "c") and loaded.config == many.config  # JSON list -> tuple
+    for bad in (("a", "a"), ("a", "")):
+        with pytest.raises(ValueError, match="speaker names"):
+            dataclasses.replace(many.config, speakers=bad)
+
+
+def test_multi_speaker_fastspeech2_fits_two_voices_of_one_text() -> None:
+    """Two items with the same text, durations and prosody but different mels (two voices): without ids the
+    model can only learn their average; with them it fits both."""
+    text, lengths = TEXT[:1].repeat(2, 1), TEXT_LENGTHS[:1].repeat(2)
+    durations = DURATIONS[:1].repeat(2, 1)
+    target = _mels(14)[:1].repeat(2, 1, 1)
+    target[1] += 1.5
+    pitch = torch.zeros(2, 14)
+    finals = {}
+    for voices in ((), ("x", "y")):
+        torch.manual_seed(0)
+        model = FastSpeech2(dataclasses.replace(fastspeech2_tiny(VOCAB, N_MELS), dropout=0.0, variance_dropout=0.0,
+                                                speakers=voices))
+        ids = torch.tensor([0, 1]) if voices else None
+        finals[voices] = _train(model, lambda m=model, i=ids: m(text, lengths, durations, pitch, pitch, target,
+                                                                  speaker_ids=i).mel_loss, n=60)[1]
+    assert finals[()] > 0.6, finals  # the average is 0.75 from each voice
+    assert finals[("x", "y")] < 0.5 * finals[()], finals
+
+
 # --- save / load --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["tacotron2", "fastspeech2", "hifigan"])
 def test_save_load_identity(name: str, tmp_path: Path) -> None:

@@ -265,3 +265,54 @@ def test_fastspeech2_trains_on_ctc_durations(tiny_corpus: Path, tmp_path: Path) 
     assert (fs2.final / "vocab.json").read_text() == (ctc.final / "vocab.json").read_text()
     cached = sorted((cache).glob("durations-*/*.npy"))
     assert cached and all(np.load(p).sum() > 0 for p in cached)
+
+
+def test_multi_speaker_warm_start_speaks_in_named_voices(runs: Runs, tiny_corpus: Path, tmp_path: Path) -> None:
+    """`--speaker-ids --init-from DIR`: a FastSpeech 2 that starts from a single-voice run, learns one voice per
+    training speaker, and speaks in the voice a user names (synthesize, CLI)."""
+    single = runs("fastspeech2").final
+    run = main(_argv("fastspeech2", tiny_corpus, tmp_path / "fs2-voices", runs.root / "cache", "--durations-from",
+                     str(runs("tacotron2").final), "--speaker-ids", "--init-from", str(single)))
+    speakers = sorted({r["speaker"] for r in read_manifest(tiny_corpus) if r["split"] == "train"
+                       and "tts" in (r.get("tasks") or [])})
+    model = load_legacy(run.final).model
+    assert list(model.config.speakers) == speakers and len(speakers) > 1
+    assert float(model.speaker_table.embedding.weight.detach().abs().sum()) > 0  # trained away from its zero start
+    before, after = load_legacy(single).model.state_dict(), model.state_dict()
+    assert set(after) - set(before) == {"speaker_table.embedding.weight"}
+    previous = set_output_hook(None)
+    try:
+        voices = [synthesize(run.final, "hola mundo", runs("hifigan").final, speaker=name) for name in speakers[:2]]
+        with pytest.raises(ValueError, match="unknown speaker"):
+            synthesize(run.final, "hola mundo", runs("hifigan").final, speaker="nobody")
+        with pytest.raises(ValueError, match="one voice"):
+            synthesize(single, "hola mundo", runs("hifigan").final, speaker=speakers[0])
+    finally:
+        set_output_hook(previous)
+    assert all(v.ndim == 1 and len(v) > 0 and np.isfinite(v).all() for v in voices)
+    cli = CliRunner()
+    listed = cli.invoke(legacy_app, ["speakers", "--model", str(run.final)])
+    assert listed.exit_code == 0 and listed.output.split() == speakers, listed.output
+    wav = tmp_path / "voice.wav"
+    ok = cli.invoke(legacy_app, ["synthesize", "hello", "--model", str(run.final), "--vocoder",
+                                 str(runs("hifigan").final), "-o", str(wav), "--speaker", speakers[-1]])
+    assert ok.exit_code == 0 and len(load_audio(wav)) > 0, ok.output
+    bad = cli.invoke(legacy_app, ["synthesize", "hello", "--model", str(run.final), "--vocoder",
+                                  str(runs("hifigan").final), "-o", str(wav), "--speaker", "nobody"])
+    assert bad.exit_code == 1 and "unknown speaker" in bad.output
+    with pytest.raises(ValueError, match="holds a FastSpeech2, not a Tacotron2"):
+        main(_argv("tacotron2", tiny_corpus, tmp_path / "t2", runs.root / "cache", "--init-from", str(single)))
+
+
+def test_stand_in_voice_prefers_the_same_engine_in_the_same_language() -> None:
+    from training.evaluation.eval_legacy import stand_in_voice
+
+    records = [{"speaker": s, "lang": lang, "split": "train"} for s, lang in
+               [("espeak-m3", "en"), ("espeak-m3", "es"), ("flite-kal16", "en"), ("mbrola-es1", "es"),
+                ("mbrola-us1", "en")]] + [{"speaker": "mbrola-us3", "lang": "en", "split": "test"}]
+    voices = ("espeak-m3", "flite-kal16", "mbrola-es1", "mbrola-us1")
+    assert stand_in_voice(voices, "mbrola-us3", "en", records) == 3  # not mbrola-es1: it speaks Spanish
+    assert stand_in_voice(voices, "mbrola-mx2", "es", records) == 2
+    assert stand_in_voice(voices, "pico-en-gb", "en", records) == 0  # no pico voice: the first English one
+    assert stand_in_voice(voices, "flite-awb", "es", records) == 0
+    assert stand_in_voice((), "flite-awb", "en", records) is None

@@ -35,7 +35,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,31 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
     return data
 
 
+# --- warm start -----------------------------------------------------------------------------------------------
+def warm_start_source(kind: str, directory: str, vocab: CharVocab | None, features: FeatureConfig) -> Any:
+    """The trained model directory ``init_from`` names, checked against this run (same model, vocabulary and
+    features as the run would otherwise use)."""
+    init = load_legacy(directory)
+    if init.kind != CLASS_NAMES[kind]:
+        raise ValueError(f"init_from={directory!r} holds a {init.kind}, not a {CLASS_NAMES[kind]}")
+    if vocab is not None and init.vocab is not None and init.vocab.chars != vocab.chars:
+        raise ValueError(f"init_from={directory!r} spells with another character vocabulary than this run's "
+                         f"({len(init.vocab)} vs {len(vocab)} symbols)")
+    if init.features != features and kind == "fastspeech2":
+        raise ValueError(f"init_from={directory!r} reads other log-mel features ({init.features}) than its "
+                         f"durations_from ({features})")
+    return init
+
+
+def load_warm_start(model: torch.nn.Module, source: torch.nn.Module, directory: str) -> None:
+    """Copy ``source``'s weights into ``model``; only the speaker table may be new (it starts at zero)."""
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    new = [k for k in missing if not k.startswith("speaker_table.")]
+    if new or unexpected:
+        raise ValueError(f"init_from={directory!r} does not fit this model: missing {new}, unexpected {unexpected}")
+    log.info("weights from %s%s", directory, f" ({len(missing)} new tensors: the speaker table)" if missing else "")
+
+
 # --- the loop -------------------------------------------------------------------------------------------------
 def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig, progress: bool = True
           ) -> LegacyResult:
@@ -222,6 +247,10 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         vocab, features = CharVocab.load(Path(cfg.durations_from) / "vocab.json"), load_features(cfg.durations_from)
     else:
         vocab, features = None, FeatureConfig()
+    init = None
+    if loaded is None and cfg.init_from:
+        init = warm_start_source(kind, cfg.init_from, vocab, features)
+        vocab, features = init.vocab, init.features
     if info.world_size > 1 and not info.is_main:
         torch.distributed.barrier()  # the main process fills the caches first
     data = prepare_data(kind, corpus, cfg, vocab, features, progress and info.is_main)
@@ -229,8 +258,20 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         torch.distributed.barrier()
     if loaded is None:
         size = len(data.vocab) if data.vocab is not None else 0
-        config = model_config(kind, cfg.preset, size, features.n_mels, cfg.model_overrides)
+        overrides = dict(cfg.model_overrides)
+        if cfg.speaker_ids and kind in TTS_MODELS:
+            overrides["speakers"] = tuple(sorted({u.speaker for u in data.train}))
+        if init is not None:  # the warm start's sizes, with this run's overrides (its speakers)
+            config = replace(init.model.config, **overrides)
+        else:
+            config = model_config(kind, cfg.preset, size, features.n_mels, overrides)
         model = MODEL_CLASSES[CLASS_NAMES[kind]](config)
+        if init is not None:
+            load_warm_start(model, init.model, cfg.init_from)
+    if kind in TTS_MODELS:
+        data.speakers = getattr(model.config, "speakers", ())
+        if data.speakers:
+            log.info("%s: %d voices (%s)", kind, len(data.speakers), ", ".join(data.speakers))
     if kind == "hifigan" and model.config.features != features:
         raise ValueError(f"the vocoder's mel parameters {model.config.features} differ from the features {features}")
     log.info("%s (%s): %.2fM parameters", kind, cfg.preset, sum(p.numel() for p in model.parameters()) / 1e6)

@@ -51,6 +51,10 @@ class LegacyTrainConfig(TrainConfig):
     guided_attention_start: int = 0  # ... from this step on (LAS: after the CTC head has learned the characters)
     guided_attention_weight: float = 1.0  # its weight during those steps (Tacotron 2 and Translatotron; LAS reads
     # its own LASConfig.guided_attention_weight from model_overrides)
+    # Tacotron 2 and FastSpeech 2
+    speaker_ids: bool = False  # learn one voice embedding per training speaker (the model's config lists them)
+    init_from: str | None = None  # a trained directory of the same model whose weights start a new run; parameters
+    # it lacks (say, the speaker table of a model trained without speaker_ids) start as built (zero for speakers)
     # FastSpeech 2
     durations_from: str | None = None  # a trained Tacotron 2 or CTC directory: durations from its alignments (required)
     # HiFi-GAN
@@ -79,6 +83,9 @@ class LegacyTrainConfig(TrainConfig):
             problems.append(f"vocoder_gan_start_step={self.vocoder_gan_start_step} must be >= 0")
         if self.vocoder_segment_s <= 0 or self.num_samples < 0 or self.eval_utterances < 1:
             problems.append("vocoder_segment_s and eval_utterances must be positive, num_samples >= 0")
+        if self.speaker_ids and "speakers" in self.model_overrides:
+            problems.append("speaker_ids sets the model's speakers from the training data: leave them out of "
+                            "model_overrides")
         if self.source_lang not in LANGS:
             problems.append(f"source_lang={self.source_lang!r}: only {', '.join(LANGS)}")
         if problems:

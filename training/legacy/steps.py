@@ -70,6 +70,7 @@ class LegacyData:
     durations: NpyCache | None = None
     targets: dict[str, Utterance] = field(default_factory=dict)  # Translatotron: source id -> target utterance
     ids: dict[str, list[int]] = field(default_factory=dict)  # utterance id -> symbol ids
+    speakers: tuple[str, ...] = ()  # a multi-speaker TTS model's voices: batches carry speaker_ids
 
     def __post_init__(self) -> None:
         if self.vocab is not None:
@@ -109,11 +110,13 @@ class LossModule(nn.Module):
             self.terms = {"attention_loss": out.attention_loss.detach(), **extra} if extra else {}
             return out.loss
         if self.kind == "tacotron2":
-            return m(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"], float(b["attention_weight"])).loss
+            return m(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"], float(b["attention_weight"]),
+                     speaker_ids=b.get("speaker_ids")).loss
         if self.kind == "translatotron":
             return m(b["src_mel"], b["src_lengths"], b["tgt_mel"], b["tgt_lengths"], b["source_ids"], b["target_ids"],
                      attention_loss_weight=float(b["attention_weight"])).loss
-        return m(b["text_ids"], b["text_lengths"], b["durations"], b["pitch"], b["energy"], b["mels"]).loss
+        return m(b["text_ids"], b["text_lengths"], b["durations"], b["pitch"], b["energy"], b["mels"],
+                 speaker_ids=b.get("speaker_ids")).loss
 
 
 def make_batch(data: LegacyData, ids: list[str], device: torch.device, attention_weight: float = 0.0
@@ -133,6 +136,9 @@ def make_batch(data: LegacyData, ids: list[str], device: torch.device, attention
             b["attention_weight"] = attention_weight
     else:
         b = {"text_ids": torch.from_numpy(symbols), "text_lengths": torch.from_numpy(symbol_lengths), **t}
+        if data.speakers:  # a voice the model does not know (none in the corpus's train/valid) reads as voice 0
+            index = {name: k for k, name in enumerate(data.speakers)}
+            b["speaker_ids"] = torch.tensor([index.get(data.by_id[i].speaker, 0) for i in ids], dtype=torch.long)
         if data.kind == "tacotron2":
             b["attention_weight"] = attention_weight
         else:
@@ -202,7 +208,7 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
         for key, value in module.terms.items():
             term_sums[key] = term_sums.get(key, 0.0) + float(value) * len(ids)
         if kind == "tacotron2":
-            o = model(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"])
+            o = model(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"], speaker_ids=b.get("speaker_ids"))
             mask = (torch.arange(b["mels"].shape[1], device=device)[None] < b["mel_lengths"][:, None])[..., None]
             l1_sum += float(((o.mel_after - b["mels"]).abs() * mask).sum())
             l1_frames += float(mask.sum()) * b["mels"].shape[2]
@@ -212,7 +218,8 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
             l1_sum += float(((o.mel_after - b["tgt_mel"]).abs() * mask).sum())
             l1_frames += float(mask.sum()) * b["tgt_mel"].shape[2]
         elif kind == "fastspeech2":
-            o = model(b["text_ids"], b["text_lengths"], b["durations"], b["pitch"], b["energy"], b["mels"])
+            o = model(b["text_ids"], b["text_lengths"], b["durations"], b["pitch"], b["energy"], b["mels"],
+                      speaker_ids=b.get("speaker_ids"))
             frames = float(o.mel_lengths.sum())
             l1_sum, l1_frames = l1_sum + float(o.mel_loss) * frames, l1_frames + frames
     if count:
@@ -229,7 +236,8 @@ def evaluate(data: LegacyData, module: LossModule, step: int, out: Path | None, 
             att = model(b["src_mel"], b["src_lengths"], b["tgt_mel"], b["tgt_lengths"]).alignments[0]  # [T_r, T']
             labels = ("source encoder frame", "decoder step")
         else:
-            att = model(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"]).alignments[0]  # [T_r, L]
+            att = model(b["text_ids"], b["text_lengths"], b["mels"], b["mel_lengths"],
+                        speaker_ids=b.get("speaker_ids")).alignments[0]  # [T_r, L]
             labels = ("text symbol", "decoder step")
         plot_alignment(att, out / "alignments" / f"step-{step}.png", title=f"{kind} step {step}: {valid[0].id}",
                        xlabel=labels[0], ylabel=labels[1])
