@@ -282,11 +282,7 @@ def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str |
                          f"{voc.features}: train both on the same log-mel")
     param = next(acoustic.model.parameters())
     ids = torch.tensor(encode_text(acoustic.vocab, text), device=param.device)
-    voice = None
-    if speaker is not None:
-        if not acoustic.model.config.speakers:
-            raise ValueError(f"this {acoustic.kind} has one voice (trained without speaker_ids): do not name a speaker")
-        voice = torch.tensor([acoustic.model.speaker_id(speaker)], device=param.device)
+    voice = None if speaker is None else torch.tensor([acoustic.model.speaker_id(speaker)], device=param.device)
     mel = acoustic.model.infer(ids[None], speaker_ids=voice).mel  # [1, T, n_mels]
     wav = voc.model(mel.transpose(1, 2).to(next(voc.model.parameters()).device))[0]  # [T * hop]
     audio = wav.float().clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)

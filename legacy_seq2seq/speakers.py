@@ -42,9 +42,11 @@ class SpeakerTable(nn.Module):
 
     def id(self, name: str) -> int:
         """The id of voice ``name``; ``ValueError`` naming the known voices for any other."""
+        if not self.speakers:
+            raise ValueError(f"this model has one voice (trained without speaker ids): do not name a speaker "
+                             f"({name!r})")
         if name not in self.speakers:
-            known = ", ".join(self.speakers) if self.speakers else "none: this model has one voice"
-            raise ValueError(f"unknown speaker {name!r}; this model's speakers: {known}")
+            raise ValueError(f"unknown speaker {name!r}; this model's speakers: {', '.join(self.speakers)}")
         return self.speakers.index(name)
 
     def add(self, hidden: torch.Tensor, speaker_ids: torch.Tensor | None, keep: torch.Tensor | None = None

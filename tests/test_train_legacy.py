@@ -305,12 +305,12 @@ def test_multi_speaker_warm_start_speaks_in_named_voices(runs: Runs, tiny_corpus
 
 
 def test_stand_in_voice_prefers_the_same_engine_in_the_same_language() -> None:
-    from training.evaluation.eval_legacy import stand_in_voice
+    from training.evaluation.eval_legacy import stand_in_voice, training_voices
 
     records = [{"speaker": s, "lang": lang, "split": "train"} for s, lang in
                [("espeak-m3", "en"), ("espeak-m3", "es"), ("flite-kal16", "en"), ("mbrola-es1", "es"),
                 ("mbrola-us1", "en")]] + [{"speaker": "mbrola-us3", "lang": "en", "split": "test"}]
-    voices = ("espeak-m3", "flite-kal16", "mbrola-es1", "mbrola-us1")
+    voices, records = ("espeak-m3", "flite-kal16", "mbrola-es1", "mbrola-us1"), training_voices(records)
     assert stand_in_voice(voices, "mbrola-us3", "en", records) == 3  # not mbrola-es1: it speaks Spanish
     assert stand_in_voice(voices, "mbrola-mx2", "es", records) == 2
     assert stand_in_voice(voices, "pico-en-gb", "en", records) == 0  # no pico voice: the first English one

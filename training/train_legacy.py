@@ -269,7 +269,7 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         if init is not None:
             load_warm_start(model, init.model, cfg.init_from)
     if kind in TTS_MODELS:
-        data.speakers = getattr(model.config, "speakers", ())
+        data.speakers = model.config.speakers
         if data.speakers:
             log.info("%s: %d voices (%s)", kind, len(data.speakers), ", ".join(data.speakers))
     if kind == "hifigan" and model.config.features != features:

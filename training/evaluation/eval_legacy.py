@@ -192,13 +192,18 @@ def eval_s2st(name: str, translate: Any, chosen: list[dict[str, Any]], by_id: di
             "outputs": rows}
 
 
-def stand_in_voice(speakers: tuple[str, ...], speaker: str, lang: str, records: list[dict[str, Any]]) -> int | None:
+def training_voices(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """``(speaker, lang)`` of every train-split record: which voice speaks which language."""
+    return {(r["speaker"], r["lang"]) for r in records if r.get("split") == "train"}
+
+
+def stand_in_voice(speakers: tuple[str, ...], speaker: str, lang: str, speaks: set[tuple[str, str]]) -> int | None:
     """The voice id a multi-speaker model speaks a held-out ``speaker``'s ``lang`` text in (``None`` for a
     single-voice model): the first of its voices of the same engine (the name before the first ``-``) that speaks
-    ``lang`` in the corpus's train split, else the first that speaks ``lang``, else voice 0."""
+    ``lang`` in the corpus's train split (``speaks``: :func:`training_voices`), else the first that speaks ``lang``,
+    else voice 0."""
     if not speakers:
         return None
-    speaks = {(r["speaker"], r["lang"]) for r in records if r.get("split") == "train"}
     fluent = [k for k, name in enumerate(speakers) if (name, lang) in speaks]
     engine = speaker.split("-")[0]
     same = [k for k in fluent if speakers[k].split("-")[0] == engine]
@@ -207,14 +212,14 @@ def stand_in_voice(speakers: tuple[str, ...], speaker: str, lang: str, records: 
 
 @torch.no_grad()
 def _two_stage(acoustic: Any, vocoder: Any, rec: dict[str, Any], spent: list[float],
-               records: list[dict[str, Any]] = ()) -> np.ndarray:
+               speaks: set[tuple[str, str]] = frozenset()) -> np.ndarray:
     """:func:`legacy_seq2seq.inference.synthesize` in its two stages, adding the acoustic model's time to ``spent``
     (the vocoder is the same for both TTS models, so their own speed is the acoustic stage's). A multi-speaker
     model speaks in :func:`stand_in_voice`'s voice for the record's held-out speaker."""
     from legacy_seq2seq.inference import encode_text
 
     t = time.perf_counter()
-    voice = stand_in_voice(acoustic.model.config.speakers, rec["speaker"], rec["lang"], list(records))
+    voice = stand_in_voice(acoustic.model.config.speakers, rec["speaker"], rec["lang"], speaks)
     ids = None if voice is None else torch.tensor([voice])
     mel = acoustic.model.infer(torch.tensor(encode_text(acoustic.vocab, rec["text"]))[None],
                                speaker_ids=ids).mel  # [1, T, n_mels]
@@ -265,12 +270,12 @@ def evaluate(corpus: str | os.PathLike, out: str | os.PathLike, dirs: dict[str, 
         s2st_rows = [r for r in select(records, "test", "s2st", 2 * max_per_task, seed) if r["lang"] == "es"
                      and by_id[r["translation_id"]]["lang"] == "en"][: max_per_task // 2]
         if "hifigan" in present and tts_rows:
-            vocoder = load_legacy(present["hifigan"])
+            vocoder, speaks = load_legacy(present["hifigan"]), training_voices(records)
             for kind in TTS:
                 if kind in present:
                     acoustic, spent = load_legacy(present[kind]), [0.0]
                     r = eval_tts(f"{kind}+hifigan",
-                                 lambda rec, a=acoustic, t=spent: _two_stage(a, vocoder, rec, t, records),
+                                 lambda rec, a=acoustic, t=spent: _two_stage(a, vocoder, rec, t, speaks),
                                  tts_rows, wav, peer, progress)
                     audio_s = sum(row["seconds"] for row in r["outputs"])
                     r["metrics"]["acoustic_rtf"] = spent[0] / max(audio_s, 1e-9)  # the acoustic model alone
