@@ -158,7 +158,7 @@ class Generators:
                 set_output_hook(None)  # explicitly unmarked, as above
                 self._legacy = ([load_legacy(d) for d in acoustic], load_legacy(vocoder))
             models, voc = self._legacy
-            return synthesize(models[i % len(models)], row["text"], voc)
+            return synthesize(models[i % len(models)], row["text"], voc, language=row["lang"])
         raise ValueError(f"unknown generator {name!r}")
 
 

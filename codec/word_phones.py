@@ -10,7 +10,7 @@ induction-style copy a transformer learns easily (the phones just written say wh
 from the phones right before it is a local lookup.
 
 The phones are espeak-ng's for each word said alone (the symbols the ``"phone"`` recognizer was trained on,
-:func:`training.finetune_units.phonemize`), not the sentence's: espeak joins some words (``in the`` -> ``ɪnðə``),
+:func:`phonemize`), not the sentence's: espeak joins some words (``in the`` -> ``ɪnðə``),
 so a sentence's word groups do not always match its words. Words are phonemized in batches, one ``espeak-ng``
 process per batch with one word per line (each line a clause of its own), and cached in a JSON file.
 
@@ -58,6 +58,29 @@ def _espeak(words: list[str], lang: str) -> list[str] | None:
 
 def _symbols(ipa: str) -> list[str]:
     return [c for c in ipa if c not in STRESS and not c.isspace()]
+
+
+def phonemize(text: str, lang: str) -> list[str]:
+    """IPA phone symbols of the sentence ``text`` spoken in ``lang`` (``"en"``/``"es"``), ``|`` between words.
+
+    One symbol per IPA character (length marks and tie bars included), stress marks dropped: the targets the
+    ``"phone"`` recognizer was trained on (``training.finetune_units``) and the input of phoneme TTS baselines
+    (``legacy_seq2seq``, ``phonemes``). One ``espeak-ng`` process per call.
+
+    Raises:
+        ValueError: no espeak-ng voice for ``lang``.
+        FileNotFoundError: the ``espeak-ng`` program is not installed.
+    """
+    if lang not in ESPEAK_VOICE:
+        raise ValueError(f"no espeak-ng voice for language {lang!r} (known: {', '.join(ESPEAK_VOICE)})")
+    ipa = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICE[lang], text], capture_output=True,
+                         check=True, text=True).stdout
+    out: list[str] = []
+    for word in ipa.split():
+        if out:
+            out.append(WORD)
+        out.extend(c for c in word if c not in STRESS)
+    return out
 
 
 class WordPhones:

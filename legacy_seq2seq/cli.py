@@ -64,11 +64,14 @@ def synthesize(
     device: str = typer.Option("cpu", "--device", help="Torch device."),
     speaker: str | None = typer.Option(None, "--speaker", help="Voice of a multi-speaker model (default: its first; "
                                        "`alm legacy speakers --model DIR` lists them)."),
+    language: str = typer.Option("en", "--language", "-l", help="Language of the text (en, es): a model trained "
+                                 "on phonemes phonemizes it in this language."),
 ) -> None:
     """Text to speech (16 kHz) with a baseline acoustic model and vocoder; the output hook (watermark) applies."""
     from legacy_seq2seq.inference import synthesize as run
 
-    _speak(out, model, vocoder, device, lambda acoustic, voc: run(acoustic, text, voc, device, speaker=speaker))
+    _speak(out, model, vocoder, device,
+           lambda acoustic, voc: run(acoustic, text, voc, device, speaker=speaker, language=language))
 
 
 @legacy_app.command("speakers")

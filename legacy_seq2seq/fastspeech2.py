@@ -65,6 +65,7 @@ class FastSpeech2Config:
     energy_max: float = 4.0
     max_duration: int = 100  # frames per symbol at inference (1 s at 100 frames/s)
     speakers: tuple[str, ...] = ()  # the voices of a multi-speaker model (speaker id = index); () = one voice
+    phonemes: bool = False  # input symbols: espeak-ng IPA phones (codec.word_phones.phonemize), not letters
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -20,7 +20,9 @@ by default the project's keyed watermark (:func:`safety.watermark.watermark_hook
 like the ALM's own output; ``set_output_hook(None)`` turns it off (logged as a warning).
 
 Text goes through :func:`normalize_text` (Unicode NFC, lower case, single spaces) in training and here alike;
-characters outside the model's vocabulary are dropped with a warning. LAS output ids extend the CharVocab:
+characters outside the model's vocabulary are dropped with a warning. A TTS model trained with ``phonemes`` (its
+config says so) reads the espeak-ng IPA phones of that text instead (:func:`phonemes_of`; ``synthesize``'s
+``language`` picks the espeak-ng voice). LAS output ids extend the CharVocab:
 ``0`` padding (the blank), ``1 .. N - 1`` characters, ``N`` start, ``N + 1`` end (:func:`las_token_ids`).
 """
 
@@ -120,12 +122,51 @@ def encode_text(vocab: CharVocab, text: str) -> list[int]:
     Raises:
         ValueError: no character of the text is in the vocabulary.
     """
+    return _known_ids(vocab, normalize_text(text), text)
+
+
+def phonemes_of(text: str, language: str) -> str:
+    """The phone string a ``phonemes`` model reads for ``text`` in ``language`` (``"en"``/``"es"``): the espeak-ng
+    IPA phones of :func:`normalize_text` ``(text)``, one character each, ``|`` between words
+    (:func:`codec.word_phones.phonemize`, the phone recognizer's symbols).
+
+    Raises:
+        ValueError: the text is empty or ``language`` has no espeak-ng voice.
+        RuntimeError: the ``espeak-ng`` program is not installed.
+    """
+    from codec.word_phones import phonemize
+
     norm = normalize_text(text)
+    if not norm:
+        raise ValueError("the text is empty: there is nothing to phonemize")
+    try:
+        return "".join(phonemize(norm, language))
+    except FileNotFoundError as e:
+        raise RuntimeError("this model reads phonemes and needs the espeak-ng program (apt-get install espeak-ng)"
+                           ) from e
+
+
+def encode_input(loaded: LegacyModel, text: str, language: str = "en") -> list[int]:
+    """The symbol ids a TTS model reads for ``text``: its letters (:func:`encode_text`) or, for a model trained
+    with ``phonemes``, the phones of ``text`` in ``language`` (:func:`phonemes_of`); symbols outside the
+    vocabulary are dropped with a warning.
+
+    Raises:
+        ValueError: nothing of the text is in the vocabulary, or (phonemes) the text is empty or the language unknown.
+    """
+    if loaded.vocab is None:
+        raise ValueError(f"a {loaded.kind} reads no text")
+    if getattr(loaded.model.config, "phonemes", False):
+        return _known_ids(loaded.vocab, phonemes_of(text, language), text)
+    return encode_text(loaded.vocab, text)
+
+
+def _known_ids(vocab: CharVocab, symbols: str, text: str) -> list[int]:
     known = set(vocab.chars)
-    unknown = sorted({c for c in norm if c not in known})
+    unknown = sorted({c for c in symbols if c not in known})
     if unknown:
-        logger.warning("dropping characters outside the vocabulary: %r", "".join(unknown))
-    ids = vocab.encode("".join(c for c in norm if c in known))
+        logger.warning("dropping symbols outside the vocabulary: %r", "".join(unknown))
+    ids = vocab.encode("".join(c for c in symbols if c in known))
     if not ids:
         raise ValueError(f"no character of {text!r} is in the model's vocabulary")
     return ids
@@ -258,16 +299,19 @@ def transcribe(model: str | os.PathLike | LegacyModel, wav: Any, device: str | t
 # --- speech synthesis -----------------------------------------------------------------------------------------
 @torch.no_grad()
 def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str | os.PathLike | LegacyModel,
-               device: str | torch.device = "cpu", speaker: str | None = None) -> np.ndarray:
+               device: str | torch.device = "cpu", speaker: str | None = None, language: str = "en"
+               ) -> np.ndarray:
     """Speak ``text`` with a Tacotron 2 or FastSpeech 2 directory and a HiFi-GAN vocoder directory.
 
     Args:
         model: the acoustic model directory (or a loaded one).
-        text: what to say (normalized and encoded as in training).
+        text: what to say (normalized and encoded as in training: :func:`encode_input`).
         vocoder: the HiFi-GAN directory (or a loaded one); its log-mel parameters must match the acoustic model's.
         device: where to run.
         speaker: the voice of a multi-speaker model (one of :func:`speakers`; ``None``: its first); a
             single-voice model refuses a name.
+        language: the language of ``text`` (``"en"``/``"es"``): a ``phonemes`` model phonemizes it in that
+            language; a letters model reads the letters of either.
 
     Returns:
         ``[T]`` float32 waveform in ``[-1, 1]`` at the vocoder's sample rate (16 kHz), after the output hook.
@@ -281,7 +325,7 @@ def synthesize(model: str | os.PathLike | LegacyModel, text: str, vocoder: str |
         raise ValueError(f"the acoustic model's features {acoustic.features} differ from the vocoder's "
                          f"{voc.features}: train both on the same log-mel")
     param = next(acoustic.model.parameters())
-    ids = torch.tensor(encode_text(acoustic.vocab, text), device=param.device)
+    ids = torch.tensor(encode_input(acoustic, text, language), device=param.device)
     voice = None if speaker is None else torch.tensor([acoustic.model.speaker_id(speaker)], device=param.device)
     mel = acoustic.model.infer(ids[None], speaker_ids=voice).mel  # [1, T, n_mels]
     wav = voc.model(mel.transpose(1, 2).to(next(voc.model.parameters()).device))[0]  # [T * hop]
@@ -327,6 +371,6 @@ def translate(model: str | os.PathLike | LegacyModel, wav: Any, vocoder: str | o
     return apply_output_hook(audio, voc.features.sample_rate)
 
 
-__all__ = ["LegacyModel", "apply_output_hook", "encode_text", "features_of", "las_token_ids", "load_features",
-           "load_legacy", "normalize_text", "save_extras", "set_output_hook", "speakers", "synthesize", "transcribe",
-           "translate"]
+__all__ = ["LegacyModel", "apply_output_hook", "encode_input", "encode_text", "features_of", "las_token_ids",
+           "load_features", "load_legacy", "normalize_text", "phonemes_of", "save_extras", "set_output_hook",
+           "speakers", "synthesize", "transcribe", "translate"]

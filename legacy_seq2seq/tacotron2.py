@@ -67,6 +67,7 @@ class Tacotron2Config:
     stop_pos_weight: float = 5.0  # BCE weight of the one positive (last) frame per utterance (ESPnet uses 5)
     max_frames_per_symbol: float = 20.0  # inference bound: 200 ms per symbol at 100 frames/s
     speakers: tuple[str, ...] = ()  # the voices of a multi-speaker model (speaker id = index); () = one voice
+    phonemes: bool = False  # input symbols: espeak-ng IPA phones (codec.word_phones.phonemize), not letters
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from legacy_seq2seq.translatotron import Translatotron
 from training.config import load_config, read_yaml
 from training.data import read_manifest
 from training.legacy.config import MODELS, LegacyTrainConfig, model_config
+from training.legacy.data import file_fingerprint
 from training.legacy.prosody import f0_autocorrelation
 from training.legacy.steps import LossModule, evaluate, make_batch
 from training.train_legacy import LegacyResult, main, prepare_data, train
@@ -316,3 +317,60 @@ def test_stand_in_voice_prefers_the_same_engine_in_the_same_language() -> None:
     assert stand_in_voice(voices, "pico-en-gb", "en", records) == 0  # no pico voice: the first English one
     assert stand_in_voice(voices, "flite-awb", "es", records) == 0
     assert stand_in_voice((), "flite-awb", "en", records) is None
+
+
+def test_phoneme_tts_reads_espeak_phones_aligned_by_the_phone_recognizer(runs: Runs, tiny_corpus: Path,
+                                                                         tmp_path: Path) -> None:
+    """`--phonemes`: Tacotron 2 and FastSpeech 2 read espeak-ng IPA phones; FastSpeech 2 takes its durations from
+    the shipped phone recognizer's forced alignment (no baseline aligner needed) and may warm-start from a letters
+    model (all but the symbol embedding carry over); synthesis phonemizes the user's text in its language."""
+    from legacy_seq2seq.inference import encode_input, phonemes_of
+
+    units = ROOT / "codec" / "pretrained" / "units" / "phone"
+    cache = runs.root / "cache"
+    letters = runs("fastspeech2").final
+    run = main(_argv("fastspeech2", tiny_corpus, tmp_path / "fs2-phones", cache, "--phonemes", "--durations-from",
+                     str(units), "--init-from", str(letters)))
+    assert [h["loss"] for h in run.history if h.get("loss") is not None]
+    loaded, before = load_legacy(run.final), load_legacy(letters)
+    assert loaded.model.config.phonemes and not before.model.config.phonemes
+    assert "|" in loaded.vocab.chars and {"ɪ", "ə"} & set(loaded.vocab.chars)  # IPA, words separated
+    assert loaded.model.config.vocab_size == len(loaded.vocab) != len(before.vocab)
+    assert set(loaded.model.state_dict()) == set(before.model.state_dict())
+    table = json.loads((cache / "phonemes.json").read_text(encoding="utf-8"))  # the phone strings, cached
+    assert table and all(s and " " not in s for s in table.values())
+    phone_runs = sorted(cache.glob(f"durations-{file_fingerprint(units / 'model.safetensors')}/*.npy"))
+    assert phone_runs
+    mels = {p.stem: p for p in cache.glob("logmel-*/*.npy")}
+    for path in phone_runs:
+        d = np.load(path)
+        assert d.sum() == np.load(mels[path.stem]).shape[0]  # every frame belongs to one phone
+        assert (d > 0).mean() > 0.8  # the recognizer places nearly every phone on frames of its own
+
+    ids = encode_input(loaded, "Hello world", "en")
+    assert loaded.vocab.decode(ids) == phonemes_of("hello world", "en") and "|" in phonemes_of("hello world", "en")
+    assert phonemes_of("hola mundo", "es") != phonemes_of("hola mundo", "en")
+    previous = set_output_hook(None)
+    try:
+        audio = synthesize(run.final, "hola mundo", runs("hifigan").final, language="es")
+        assert audio.ndim == 1 and len(audio) > 0 and np.isfinite(audio).all()
+        with pytest.raises(ValueError, match="espeak-ng voice"):
+            synthesize(run.final, "hola mundo", runs("hifigan").final, language="xx")
+        with pytest.raises(ValueError, match="empty"):
+            synthesize(run.final, "   ", runs("hifigan").final)
+    finally:
+        set_output_hook(previous)
+    wav = tmp_path / "phones.wav"
+    ok = CliRunner().invoke(legacy_app, ["synthesize", "buenos días", "--model", str(run.final), "--vocoder",
+                                         str(runs("hifigan").final), "-o", str(wav), "--language", "es"])
+    assert ok.exit_code == 0 and len(load_audio(wav)) > 0, ok.output
+
+    t2 = main(_argv("tacotron2", tiny_corpus, tmp_path / "t2-phones", cache, "--phonemes"))
+    assert load_legacy(t2.final).model.config.phonemes and "|" in t2.vocab.chars
+    with pytest.raises(ValueError, match="aligns phonemes but this run reads letters: add --phonemes"):
+        train("fastspeech2", tiny_corpus, tmp_path / "x", LegacyTrainConfig(preset="debug", durations_from=str(units)))
+    with pytest.raises(ValueError, match="aligns letters but this run reads phonemes"):
+        train("fastspeech2", tiny_corpus, tmp_path / "x", LegacyTrainConfig(
+            preset="debug", durations_from=str(runs("tacotron2").final), phonemes=True))
+    with pytest.raises(ValueError, match="phonemes is for the TTS models"):
+        train("ctc", tiny_corpus, tmp_path / "x", LegacyTrainConfig(preset="debug", phonemes=True))

@@ -366,7 +366,7 @@ def test_noise_at_the_asked_snr_and_gain_without_clipping(wavs):
 
 
 def test_phonemize_gives_ipa_symbols_with_word_marks():
-    from training.finetune_units import WORD, phonemize
+    from codec.word_phones import WORD, phonemize
 
     en, es = phonemize("the cat sat", "en"), phonemize("el perro", "es")
     assert en.count(WORD) == 2 and es.count(WORD) == 1
@@ -552,7 +552,7 @@ def test_shipped_phone_units_read_the_phones_of_held_out_voices(held_out_speech)
     from rapidfuzz.distance import Levenshtein
 
     import codec
-    from training.finetune_units import phonemize
+    from codec.word_phones import phonemize
 
     tok = codec.load_units(kind="phone")
     assert tok.config.phones is not None and tok.config.phones[0] == "<blank>"

@@ -25,9 +25,8 @@ from alm.prompts import (
 )
 from alm.vocab import Vocabulary, VocabularyError, train_text_tokenizer
 from codec.units import UnitConfig, UnitTokenizer, conformer_arch, small_conformer_config
-from codec.word_phones import WordPhones, clean_word
+from codec.word_phones import WordPhones, clean_word, phonemize
 from training.alm_data import collate
-from training.finetune_units import phonemize
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -56,7 +56,6 @@ import json
 import logging
 import math
 import random
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,7 @@ from codec.units import (
     num_frames,
     small_conformer_config,
 )
-from codec.word_phones import BLANK, ESPEAK_VOICE, STRESS, WORD
+from codec.word_phones import BLANK, ESPEAK_VOICE, phonemize
 from training.augment import AugmentConfig, as_float, augment_features, augment_waveform
 from training.data.corpus import read_split_rows
 from training.plots import png_figure
@@ -92,23 +91,6 @@ DEFAULT_HUBERT = Path(__file__).resolve().parents[1] / "codec/pretrained/units/h
 
 
 # --- phones ------------------------------------------------------------------------------------------------------
-
-def phonemize(text: str, lang: str) -> list[str]:
-    """IPA phone symbols of ``text`` spoken in ``lang`` (``"en"``/``"es"``), ``|`` between words.
-
-    One symbol per IPA character (length marks and tie bars included), stress marks dropped.
-    """
-    if lang not in ESPEAK_VOICE:
-        raise ValueError(f"no espeak-ng voice for language {lang!r}")
-    ipa = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", ESPEAK_VOICE[lang], text], capture_output=True,
-                         check=True, text=True).stdout
-    out: list[str] = []
-    for word in ipa.split():
-        if out:
-            out.append(WORD)
-        out.extend(c for c in word if c not in STRESS)
-    return out
-
 
 def phone_table(records: list[dict[str, Any]], cache: Path | None, progress: bool = True) -> dict[str, list[str]]:
     """``{lang + tab + text: phones}`` for every record, read from / added to the JSON ``cache`` (``None``: none)."""

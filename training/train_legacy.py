@@ -7,9 +7,12 @@ Setup -> train -> save, visibly:
 1. utterances of the chosen languages (ASR models: those tagged ``asr``; TTS: ``tts``; HiFi-GAN: all;
    Translatotron: ``source_lang`` utterances tagged ``s2st`` with their ``translation_id`` partner as target) up to
    ``max_seconds``; their log-mel is computed once into a resumable .npy cache (:mod:`training.legacy.data`);
-2. a :class:`legacy_seq2seq.text.CharVocab` of the train split's normalized text (FastSpeech 2: the vocabulary of
-   the Tacotron 2 or CTC model in ``durations_from``, whose attention or forced alignment gives its durations
-   (:mod:`training.legacy.ctc_alignment`); pitch and energy as described in
+2. a :class:`legacy_seq2seq.text.CharVocab` of the train split's normalized text, or with ``phonemes`` (Tacotron 2,
+   FastSpeech 2) of its espeak-ng IPA phones (:func:`codec.word_phones.phonemize`, cached in
+   ``CACHE/phonemes.json``); FastSpeech 2: the vocabulary of the Tacotron 2 or CTC model in ``durations_from``,
+   whose attention or forced alignment gives its durations (:mod:`training.legacy.ctc_alignment`), or for
+   ``phonemes`` the forced alignment of the phones by a ``"phone"`` unit tokenizer (the ALM's phone recognizer,
+   ``codec/pretrained/units/phone``: no baseline has to be trained first); pitch and energy as described in
    :mod:`training.legacy.prosody`);
 3. the model at its preset size (:func:`training.legacy.config.model_config`) inside a loss module, driven by
    :func:`training.distributed.make_engine` (plain or DeepSpeed; HiFi-GAN's two optimizers: plain only);
@@ -44,10 +47,12 @@ import torch
 from tqdm import tqdm
 
 from codec.audio import load_audio
+from codec.base import atomic_write_text
 from codec.features import FeatureConfig
+from codec.units import UnitTokenizer
 from legacy_seq2seq.ctc import CTCModel
 from legacy_seq2seq.hifigan import LogMel
-from legacy_seq2seq.inference import MODEL_CLASSES, load_features, load_legacy, normalize_text
+from legacy_seq2seq.inference import MODEL_CLASSES, load_features, load_legacy, normalize_text, phonemes_of
 from legacy_seq2seq.tacotron2 import Tacotron2
 from legacy_seq2seq.text import CharVocab
 from training.config import add_config_arguments, config_from_arguments
@@ -55,7 +60,7 @@ from training.data.corpus import read_manifest
 from training.distributed import broadcast, init_process_group, make_engine, pick_device, process_info
 from training.legacy.checkpoints import export_final, plot_history, resume_checkpoint, save_checkpoint
 from training.legacy.config import ASR_MODELS, LANGS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
-from training.legacy.ctc_alignment import UnalignableError, ctc_durations
+from training.legacy.ctc_alignment import UnalignableError, ctc_durations, is_phone_units, unit_durations
 from training.legacy.data import (
     MIN_FRAMES,
     BatchStream,
@@ -121,6 +126,10 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
     langs = (cfg.source_lang,) if kind == "translatotron" else cfg.lang_list()
     utts = [u for u in select_utterances(records, task, langs, normalize_text)
             if u.seconds <= cfg.max_seconds and u.split in ("train", "valid")]
+    root = Path(cfg.cache_dir) if cfg.cache_dir else corpus / "legacy_features"
+    if cfg.phonemes:  # the model reads phones: each utterance's text becomes its phone string
+        phones = phone_strings(utts, root / "phonemes.json", progress)
+        utts = [replace(u, text=phones[(u.lang, u.text)]) for u in utts]
     targets: dict[str, Any] = {}
     if kind == "translatotron":  # each source utterance's translation (another language, another voice)
         by_id = {r["id"]: r for r in records}
@@ -131,7 +140,6 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
         targets = {u.id: spoken[partner[u.id]["id"]] for u in utts
                    if partner[u.id] and partner[u.id]["id"] in spoken}
         utts = [u for u in utts if u.id in targets]
-    root = Path(cfg.cache_dir) if cfg.cache_dir else corpus / "legacy_features"
     mels = feature_cache(root, features)
     mels.fill(utts + list({t.id: t for t in targets.values()}.values()), lambda u: compute_log_mel(u, features),
               "log-mel", progress)
@@ -154,14 +162,26 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
 
         data.prosody.fill(data.train + data.valid, prosody, "pitch+energy", progress)
         aligner_dir = Path(cfg.durations_from)
-        aligner = load_legacy(aligner_dir).model
-        if not isinstance(aligner, Tacotron2 | CTCModel):
+        aligner = UnitTokenizer.from_pretrained(aligner_dir) if is_phone_units(aligner_dir) \
+            else load_legacy(aligner_dir).model
+        if not isinstance(aligner, Tacotron2 | CTCModel | UnitTokenizer):
             raise ValueError(f"durations_from={cfg.durations_from!r} holds a {type(aligner).__name__}: give a "
-                             "trained Tacotron 2 or CTC model directory")
+                             "trained Tacotron 2 or CTC model directory (or, with phonemes, 'phone' units)")
         data.durations = NpyCache(root / f"durations-{file_fingerprint(aligner_dir / 'model.safetensors')}")
+        phone_index = ({p: i for i, p in enumerate(aligner.config.phones)}
+                       if isinstance(aligner, UnitTokenizer) else {})
 
         def durations(u: Any) -> np.ndarray:
             mel = np.asarray(mels.load(u.id))
+            if isinstance(aligner, UnitTokenizer):  # the phone recognizer's CTC posteriors, forced through the phones
+                symbols = [data.vocab.chars[i - 1] for i in data.ids[u.id]]
+                if any(s not in phone_index for s in symbols):  # a phone the recognizer never learned
+                    return np.zeros(0, dtype=np.int64)
+                wav = load_audio(u.path, aligner.config.sample_rate, max_seconds=None).numpy()
+                try:
+                    return unit_durations(aligner, [phone_index[s] for s in symbols], wav, len(mel))
+                except UnalignableError:
+                    return np.zeros(0, dtype=np.int64)
             if isinstance(aligner, CTCModel):
                 try:
                     return ctc_durations(aligner, data.ids[u.id], mel)
@@ -175,8 +195,9 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
         aligned = {u.id for u in data.train + data.valid
                    if len(data.durations.load(u.id)) == len(data.ids[u.id])}
         if len(aligned) < len(data.train) + len(data.valid):
-            log.warning("fastspeech2: %d utterances had no alignment (more characters than the aligner's "
-                        "frames) and are left out", len(data.train) + len(data.valid) - len(aligned))
+            log.warning("fastspeech2: %d utterances had no alignment (more symbols than the aligner's frames, or "
+                        "a phone it does not know) and are left out",
+                        len(data.train) + len(data.valid) - len(aligned))
         data.train = [u for u in data.train if u.id in aligned]
         data.valid = [u for u in data.valid if u.id in aligned]
     log.info("%s: %d train / %d valid utterances (%.2f h of training audio)%s", kind, len(data.train),
@@ -184,14 +205,34 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
     return data
 
 
+def phone_strings(utts: list[Any], cache: Path, progress: bool) -> dict[tuple[str, str], str]:
+    """``{(lang, text): phone string}`` for the utterances' normalized texts: espeak-ng IPA phones, one character
+    each, ``|`` between words (:func:`legacy_seq2seq.inference.phonemes_of`), read from / added to the JSON
+    ``cache`` (``{"lang\\ttext": string}``, written atomically)."""
+    table: dict[str, str] = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    todo = sorted({(u.lang, u.text) for u in utts if f"{u.lang}\t{u.text}" not in table})
+    for lang, text in tqdm(todo, desc="espeak-ng phones", unit="sent", disable=not (progress and todo)):
+        table[f"{lang}\t{text}"] = phonemes_of(text, lang)
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache, json.dumps(table, ensure_ascii=False))
+    return {(u.lang, u.text): table[f"{u.lang}\t{u.text}"] for u in utts}
+
+
 # --- warm start -----------------------------------------------------------------------------------------------
-def warm_start_source(kind: str, directory: str, vocab: CharVocab | None, features: FeatureConfig) -> Any:
+def warm_start_source(kind: str, directory: str, vocab: CharVocab | None, features: FeatureConfig,
+                      phonemes: bool = False) -> Any:
     """The trained model directory ``init_from`` names, checked against this run (same model, vocabulary and
-    features as the run would otherwise use)."""
+    features as the run would otherwise use). A letters model may start a ``phonemes`` run: all but its symbol
+    embedding carry over."""
     init = load_legacy(directory)
     if init.kind != CLASS_NAMES[kind]:
         raise ValueError(f"init_from={directory!r} holds a {init.kind}, not a {CLASS_NAMES[kind]}")
-    if vocab is not None and init.vocab is not None and init.vocab.chars != vocab.chars:
+    if phonemes != getattr(init.model.config, "phonemes", False):
+        if not phonemes:
+            raise ValueError(f"init_from={directory!r} reads phonemes: add --phonemes (or start from a letters "
+                             "model)")
+    elif vocab is not None and init.vocab is not None and init.vocab.chars != vocab.chars:
         raise ValueError(f"init_from={directory!r} spells with another character vocabulary than this run's "
                          f"({len(init.vocab)} vs {len(vocab)} symbols)")
     if init.features != features and kind == "fastspeech2":
@@ -201,12 +242,17 @@ def warm_start_source(kind: str, directory: str, vocab: CharVocab | None, featur
 
 
 def load_warm_start(model: torch.nn.Module, source: torch.nn.Module, directory: str) -> None:
-    """Copy ``source``'s weights into ``model``; only the speaker table may be new (it starts at zero)."""
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    new = [k for k in missing if not k.startswith("speaker_table.")]
+    """Copy ``source``'s weights into ``model``; only the speaker table (it starts at zero) and, when the input
+    symbols changed (letters -> phonemes), the symbol embedding (as built) may be new."""
+    state = source.state_dict()
+    fresh = getattr(source.config, "phonemes", False) != getattr(model.config, "phonemes", False)
+    if fresh:
+        state = {k: v for k, v in state.items() if k != "embedding.weight"}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new = [k for k in missing if not k.startswith("speaker_table.") and not (fresh and k == "embedding.weight")]
     if new or unexpected:
         raise ValueError(f"init_from={directory!r} does not fit this model: missing {new}, unexpected {unexpected}")
-    log.info("weights from %s%s", directory, f" ({len(missing)} new tensors: the speaker table)" if missing else "")
+    log.info("weights from %s%s", directory, f" (new: {', '.join(missing)})" if missing else "")
 
 
 # --- the loop -------------------------------------------------------------------------------------------------
@@ -224,6 +270,18 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         raise ValueError(f"FastSpeech 2 needs durations_from: a trained Tacotron 2 or CTC model directory (got "
                          f"{cfg.durations_from!r}); train one with `python -m training.train_legacy tacotron2` "
                          "(or `ctc`)")
+    if cfg.phonemes and kind not in TTS_MODELS:
+        raise ValueError(f"phonemes is for the TTS models ({', '.join(TTS_MODELS)}), not {kind}")
+    if kind == "fastspeech2":
+        phone_aligner = is_phone_units(cfg.durations_from)
+        aligner_phonemes = phone_aligner or bool(json.loads((Path(cfg.durations_from) / "config.json").read_text(
+            encoding="utf-8")).get("phonemes", False))
+        if aligner_phonemes != cfg.phonemes:
+            raise ValueError(f"durations_from={cfg.durations_from!r} aligns "
+                             f"{'phonemes' if aligner_phonemes else 'letters'} but this run reads "
+                             f"{'phonemes' if cfg.phonemes else 'letters'}: "
+                             + ("add --phonemes" if aligner_phonemes else "give 'phone' units (codec/pretrained/"
+                                "units/phone) or a Tacotron 2 trained with --phonemes"))
     info = process_info()
     device = pick_device(cfg, info)
     if cfg.use_deepspeed():
@@ -243,14 +301,18 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         if ignored:  # e.g. a recipe that gained ctc_weight, resumed in a run directory trained without it
             log.warning("resuming keeps the checkpoint's model config: model_overrides %s are ignored (use a new "
                         "--out to train with them)", ignored)
+    elif kind == "fastspeech2" and is_phone_units(cfg.durations_from):  # phones from the text, features ours
+        vocab, features = None, FeatureConfig()
     elif kind == "fastspeech2":
         vocab, features = CharVocab.load(Path(cfg.durations_from) / "vocab.json"), load_features(cfg.durations_from)
     else:
         vocab, features = None, FeatureConfig()
     init = None
     if loaded is None and cfg.init_from:
-        init = warm_start_source(kind, cfg.init_from, vocab, features)
-        vocab, features = init.vocab, init.features
+        init = warm_start_source(kind, cfg.init_from, vocab, features, cfg.phonemes)
+        features = init.features
+        if cfg.phonemes == getattr(init.model.config, "phonemes", False):
+            vocab = init.vocab
     if info.world_size > 1 and not info.is_main:
         torch.distributed.barrier()  # the main process fills the caches first
     data = prepare_data(kind, corpus, cfg, vocab, features, progress and info.is_main)
@@ -261,7 +323,11 @@ def train(kind: str, corpus: str | Path, out: str | Path, cfg: LegacyTrainConfig
         overrides = dict(cfg.model_overrides)
         if cfg.speaker_ids and kind in TTS_MODELS:
             overrides["speakers"] = tuple(sorted({u.speaker for u in data.train}))
-        if init is not None:  # the warm start's sizes, with this run's overrides (its speakers)
+        if cfg.phonemes:
+            overrides["phonemes"] = True
+        if init is not None:  # the warm start's sizes, with this run's overrides (its speakers, its symbols)
+            if data.vocab is not None:
+                overrides["vocab_size"] = size
             config = replace(init.model.config, **overrides)
         else:
             config = model_config(kind, cfg.preset, size, features.n_mels, overrides)

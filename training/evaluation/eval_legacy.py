@@ -216,12 +216,12 @@ def _two_stage(acoustic: Any, vocoder: Any, rec: dict[str, Any], spent: list[flo
     """:func:`legacy_seq2seq.inference.synthesize` in its two stages, adding the acoustic model's time to ``spent``
     (the vocoder is the same for both TTS models, so their own speed is the acoustic stage's). A multi-speaker
     model speaks in :func:`stand_in_voice`'s voice for the record's held-out speaker."""
-    from legacy_seq2seq.inference import encode_text
+    from legacy_seq2seq.inference import encode_input
 
     t = time.perf_counter()
     voice = stand_in_voice(acoustic.model.config.speakers, rec["speaker"], rec["lang"], speaks)
     ids = None if voice is None else torch.tensor([voice])
-    mel = acoustic.model.infer(torch.tensor(encode_text(acoustic.vocab, rec["text"]))[None],
+    mel = acoustic.model.infer(torch.tensor(encode_input(acoustic, rec["text"], rec["lang"]))[None],
                                speaker_ids=ids).mel  # [1, T, n_mels]
     spent[0] += time.perf_counter() - t
     return vocoder.model(mel.transpose(1, 2))[0].float().clamp(-1.0, 1.0).numpy()

@@ -55,8 +55,10 @@ class LegacyTrainConfig(TrainConfig):
     speaker_ids: bool = False  # learn one voice embedding per training speaker (the model's config lists them)
     init_from: str | None = None  # a trained directory of the same model whose weights start a new run; parameters
     # it lacks (say, the speaker table of a model trained without speaker_ids) start as built (zero for speakers)
+    phonemes: bool = False  # read espeak-ng IPA phones instead of letters (the model's config says so)
     # FastSpeech 2
-    durations_from: str | None = None  # a trained Tacotron 2 or CTC directory: durations from its alignments (required)
+    durations_from: str | None = None  # durations from the alignments of a trained Tacotron 2 or CTC directory (same
+    # symbols) or, for a phonemes run, of a "phone" unit tokenizer directory (codec/pretrained/units/phone)
     # HiFi-GAN
     vocoder_segment_s: float = 0.5  # waveform segment per training example
     vocoder_gan_start_step: int = 0  # steps before this train the generator alone (mel L1 + multi-resolution STFT)
@@ -86,6 +88,8 @@ class LegacyTrainConfig(TrainConfig):
         if self.speaker_ids and "speakers" in self.model_overrides:
             problems.append("speaker_ids sets the model's speakers from the training data: leave them out of "
                             "model_overrides")
+        if self.phonemes and "phonemes" in self.model_overrides:
+            problems.append("phonemes sets the model's input symbols: leave it out of model_overrides")
         if self.source_lang not in LANGS:
             problems.append(f"source_lang={self.source_lang!r}: only {', '.join(LANGS)}")
         if problems:

@@ -5,7 +5,8 @@ frame rate. Forcing its path through the utterance's own characters (blank, c1, 
 repeat over frames, a blank between two equal labels is required) gives each character a run of frames; blank
 frames between two characters are split at their midpoint, leading ones go to the first character and trailing
 ones to the last. The boundaries are then scaled to log-mel frames, so the durations sum to the utterance's frame
-count exactly.
+count exactly. :func:`unit_durations` does the same with the ALM's ``"phone"`` recognizer
+(``codec/pretrained/units/phone``) over espeak-ng phones, for phoneme TTS models.
 
 Written here because the maintained implementation (``torchaudio.functional.forced_align``) cannot be installed on
 these machines (NOTES-deps.md: torchaudio); the recursion is the standard CTC Viterbi trellis, tested against
@@ -14,9 +15,14 @@ brute-force enumeration of every path on tiny inputs.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from codec.units import UnitTokenizer
 from legacy_seq2seq.ctc import CTCModel
 from legacy_seq2seq.text import BLANK_ID
 
@@ -110,3 +116,38 @@ def ctc_durations(model: CTCModel, text_ids: list[int], mel: np.ndarray) -> np.n
     lp = log_probs[0, : int(lengths[0])].float().cpu().numpy()
     path = ctc_forced_align(lp, list(text_ids))
     return durations_from_path(path, len(text_ids), feats.shape[1])
+
+
+def is_phone_units(directory: str | os.PathLike | None) -> bool:
+    """Whether ``directory`` holds a saved ``"phone"`` :class:`codec.units.UnitTokenizer` (a phone recognizer)."""
+    if directory is None:
+        return False
+    path = Path(directory) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and config.get("tokenizer_class") == "UnitTokenizer" \
+        and config.get("kind") == "phone"
+
+
+@torch.no_grad()
+def unit_durations(units: UnitTokenizer, labels: list[int], wav: np.ndarray, n_frames: int) -> np.ndarray:
+    """Frames per phone of one utterance from a ``"phone"`` unit tokenizer's forced alignment of ``labels``.
+
+    Args:
+        units: a ``"phone"`` :class:`codec.units.UnitTokenizer` (its CTC head: blank 0, ``config.phones``).
+        labels: the utterance's phone ids in that inventory (the word separator ``|`` included, as it was trained).
+        wav: ``[T]`` float waveform at the tokenizer's 16 kHz.
+        n_frames: frames to distribute (the utterance's log-mel length).
+
+    Returns:
+        ``[L]`` int64 durations summing to ``n_frames``.
+
+    Raises:
+        UnalignableError: more phones than the recognizer's 20 ms frames can carry.
+    """
+    feats = units.features(wav)[0]  # [F, D] at 50 frames/s
+    logits = feats.to(units.device) @ units.head_weight.T + units.head_bias  # [F, K]
+    path = ctc_forced_align(logits.log_softmax(-1).float().cpu().numpy(), list(labels))
+    return durations_from_path(path, len(labels), n_frames)
