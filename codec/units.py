@@ -409,11 +409,18 @@ class UnitTokenizer(torch.nn.Module):
     def assign(self, feats: torch.Tensor) -> torch.Tensor:
         """Nearest centroid of normalised ``[F, D]`` features (``"phone"``: most likely phone) -> ``[F]`` int64."""
         if self.kind == "phone":
-            return (feats.to(self.device) @ self.head_weight.T + self.head_bias).argmax(dim=1)
+            return self.phone_logits(feats).argmax(dim=1)
         z = (feats.to(self.device) - self.feat_mean) / self.feat_std  # [F, D]
         c = self.centroids  # [K, D]
         dist = c.pow(2).sum(1)[None, :] - 2.0 * (z @ c.T)  # [F, K]; + |z|^2 is the same for every centroid
         return dist.argmin(dim=1)
+
+    def phone_logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """The phone-CTC head of ``"phone"`` units on ``[F, D]`` features (:meth:`features`) -> ``[F, K]`` logits,
+        blank first (``config.phones``)."""
+        if self.kind != "phone":
+            raise ValueError(f"phone logits need 'phone' units, not {self.kind!r}")
+        return feats.to(self.device) @ self.head_weight.T + self.head_bias
 
     def set_phone_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Install the phone-CTC head of ``"phone"`` units: ``weight [K, D]``, ``bias [K]`` (blank first)."""

@@ -47,17 +47,17 @@ import torch
 from tqdm import tqdm
 
 from codec.audio import load_audio
-from codec.base import atomic_write_text
 from codec.features import FeatureConfig
 from codec.units import UnitTokenizer
 from legacy_seq2seq.ctc import CTCModel
 from legacy_seq2seq.hifigan import LogMel
-from legacy_seq2seq.inference import MODEL_CLASSES, load_features, load_legacy, normalize_text, phonemes_of
+from legacy_seq2seq.inference import MODEL_CLASSES, load_features, load_legacy, normalize_text
 from legacy_seq2seq.tacotron2 import Tacotron2
 from legacy_seq2seq.text import CharVocab
 from training.config import add_config_arguments, config_from_arguments
 from training.data.corpus import read_manifest
 from training.distributed import broadcast, init_process_group, make_engine, pick_device, process_info
+from training.finetune_units import phone_table
 from training.legacy.checkpoints import export_final, plot_history, resume_checkpoint, save_checkpoint
 from training.legacy.config import ASR_MODELS, LANGS, MODELS, TTS_MODELS, LegacyTrainConfig, model_config
 from training.legacy.ctc_alignment import UnalignableError, ctc_durations, is_phone_units, unit_durations
@@ -174,7 +174,7 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
         def durations(u: Any) -> np.ndarray:
             mel = np.asarray(mels.load(u.id))
             if isinstance(aligner, UnitTokenizer):  # the phone recognizer's CTC posteriors, forced through the phones
-                symbols = [data.vocab.chars[i - 1] for i in data.ids[u.id]]
+                symbols = data.vocab.decode(data.ids[u.id])
                 if any(s not in phone_index for s in symbols):  # a phone the recognizer never learned
                     return np.zeros(0, dtype=np.int64)
                 wav = load_audio(u.path, aligner.config.sample_rate, max_seconds=None).numpy()
@@ -207,16 +207,10 @@ def prepare_data(kind: str, corpus: Path, cfg: LegacyTrainConfig, vocab: CharVoc
 
 def phone_strings(utts: list[Any], cache: Path, progress: bool) -> dict[tuple[str, str], str]:
     """``{(lang, text): phone string}`` for the utterances' normalized texts: espeak-ng IPA phones, one character
-    each, ``|`` between words (:func:`legacy_seq2seq.inference.phonemes_of`), read from / added to the JSON
-    ``cache`` (``{"lang\\ttext": string}``, written atomically)."""
-    table: dict[str, str] = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
-    todo = sorted({(u.lang, u.text) for u in utts if f"{u.lang}\t{u.text}" not in table})
-    for lang, text in tqdm(todo, desc="espeak-ng phones", unit="sent", disable=not (progress and todo)):
-        table[f"{lang}\t{text}"] = phonemes_of(text, lang)
-    if todo:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache, json.dumps(table, ensure_ascii=False))
-    return {(u.lang, u.text): table[f"{u.lang}\t{u.text}"] for u in utts}
+    each, ``|`` between words (what :func:`legacy_seq2seq.inference.phonemes_of` gives at inference), from the
+    phone recognizer's cached table (:func:`training.finetune_units.phone_table`, JSON ``cache``)."""
+    table = phone_table([{"lang": u.lang, "text": u.text} for u in utts], cache, progress)
+    return {(u.lang, u.text): "".join(table[f"{u.lang}\t{u.text}"]) for u in utts}
 
 
 # --- warm start -----------------------------------------------------------------------------------------------

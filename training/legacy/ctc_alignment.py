@@ -147,7 +147,6 @@ def unit_durations(units: UnitTokenizer, labels: list[int], wav: np.ndarray, n_f
     Raises:
         UnalignableError: more phones than the recognizer's 20 ms frames can carry.
     """
-    feats = units.features(wav)[0]  # [F, D] at 50 frames/s
-    logits = feats.to(units.device) @ units.head_weight.T + units.head_bias  # [F, K]
+    logits = units.phone_logits(units.features(wav)[0])  # [F, K] at 50 frames/s
     path = ctc_forced_align(logits.log_softmax(-1).float().cpu().numpy(), list(labels))
     return durations_from_path(path, len(labels), n_frames)
