@@ -49,6 +49,8 @@ def data_synth(
     seed: int = typer.Option(0, "--seed", help="Fixes sentences, speakers and augmentation."),
     langs: str = typer.Option("en,es", "--langs", help="Comma-separated languages: en, es."),
     jobs: int = typer.Option(2, "--jobs", min=1, help="Parallel synthesis processes."),
+    engines: str = typer.Option("", "--engines", help="Comma-separated synthesizers to use (espeak, mbrola, "
+                                "flite, pico, rhvoice, asterisk = the real prompts); default all."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Synthesize a bilingual multi-speaker corpus: 16 kHz WAVs + manifest.jsonl (resumable)."""
@@ -56,9 +58,10 @@ def data_synth(
     from training.data import synthesize_corpus
 
     lang_t = tuple(x.strip() for x in langs.split(",") if x.strip())
+    engine_t = tuple(x.strip() for x in engines.split(",") if x.strip()) or None
     try:
-        report = synthesize_corpus(out, hours=hours, seed=seed, langs=lang_t, jobs=jobs)
-    except ValueError as e:
+        report = synthesize_corpus(out, hours=hours, seed=seed, langs=lang_t, jobs=jobs, engines=engine_t)
+    except (ValueError, RuntimeError) as e:
         raise typer.BadParameter(str(e)) from e
     c = report.counts
     typer.echo(f"corpus: {report.out_dir}  ({report.utterances} utterances, {report.hours:.2f} h, "

@@ -123,6 +123,29 @@ def test_plan_rejects_bad_arguments() -> None:
     assert {u.lang for u in only_en} == {"en"} and not any("s2st" in u.tasks for u in only_en)
 
 
+def test_plan_of_chosen_engines_gives_them_the_hours() -> None:
+    engines = ("mbrola", "flite", "pico", "rhvoice")
+    plan = plan_corpus(1.0, seed=3, engines=engines)
+    assert {by_id(u.speaker).engine for u in plan} == set(engines)  # every one used, nothing else
+    assert not any(u.source == "asterisk" for u in plan)  # the real prompts come only with "asterisk"
+    est_hours = sum(estimate_seconds(u.text) for u in plan) / 3600
+    assert 0.8 < est_hours < 1.3
+    # no bilingual voice among these engines: each pair is spoken by two voices, and still held out by split
+    pairs: dict[str, list] = {}
+    for u in plan:
+        if "pair_id" in u.fields:
+            pairs.setdefault(u.fields["pair_id"], []).append(u)
+    assert pairs and all(p[0].speaker != p[1].speaker for p in pairs.values())
+    assert all(by_id(u.speaker).split == "test" for u in plan if u.split == "test")
+    assert {u.split for u in plan} == {"train", "valid", "test"}
+    assert plan_corpus(1.0, seed=3, engines=tuple(reversed(engines))) == plan  # order of the names is irrelevant
+    with pytest.raises(ValueError, match="unknown engine"):
+        plan_corpus(0.1, seed=0, engines=("festival",))
+    with pytest.raises(RuntimeError, match="flite.*'es'"):  # flite speaks no Spanish
+        plan_corpus(0.1, seed=0, engines=("flite",))
+    assert {u.lang for u in plan_corpus(0.1, seed=0, langs=("en",), engines=("flite",))} == {"en"}
+
+
 # --- synthesis, manifest, loader ---------------------------------------------------------------------------
 
 

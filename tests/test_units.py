@@ -274,16 +274,17 @@ def test_shipped_units_load_in_one_line_and_track_phones() -> None:
         codec.load_units(kind="wav2vec")
 
 
-def _corpus(tmp_path, wavs):
-    """The six sentences as a manifest corpus: all in train, the first two again in valid."""
+def _corpus(tmp_path, wavs, name="corpus", keep=range(len(SENTENCES))):
+    """The six sentences (or those in ``keep``) as a manifest corpus: all in train, the first two again in valid."""
     import soundfile as sf
 
-    corpus = tmp_path / "corpus"
+    corpus = tmp_path / name
     (corpus / "wavs").mkdir(parents=True)
     with open(corpus / "manifest.jsonl", "w") as f:
-        for i, (w, (text, lang)) in enumerate(zip(wavs, SENTENCES, strict=True)):
+        for n, i in enumerate(keep):
+            w, (text, lang) = wavs[i], SENTENCES[i]
             sf.write(corpus / "wavs" / f"{i}.wav", w, 16000, subtype="PCM_16")
-            for split in ("train", "valid") if i < 2 else ("train",):
+            for split in ("train", "valid") if n < 2 else ("train",):
                 f.write(json.dumps({"id": f"{split}{i}", "path": f"wavs/{i}.wav", "text": text, "lang": lang,
                                     "duration": len(w) / 16000, "split": split}) + "\n")
     return corpus
@@ -514,7 +515,9 @@ def test_phone_units_from_a_saved_conformer(wavs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(finetune_units, "augment_waveform", counted("wave", finetune_units.augment_waveform))
     monkeypatch.setattr(finetune_units, "augment_features", counted("feats", finetune_units.augment_features))
-    again = ["--arch", "conformer", "--init", str(out / "units"), "--phone-units", "--corpus", str(corpus),
+    # two corpora at once (English only / mostly Spanish): together they give what the one corpus gave
+    english, spanish = _corpus(tmp_path, wavs, "en", (0, 1, 3, 5)), _corpus(tmp_path, wavs, "es", (2, 4))
+    again = ["--arch", "conformer", "--init", str(out / "units"), "--phone-units", "--corpus", f"{english},{spanish}",
              "--lr", "1e-4", "--warmup", "1", "--batch-seconds", "6", "--eval-every", "1", "--mask-prob", "0.05",
              "--threads", "1", "--speed-perturb", "0.9,1.0,1.1", "--vtlp", "0.1", "--noise-snr", "15,40",
              "--noise-prob", "0.5", "--gain-db", "6", "--freq-masks", "2"]
@@ -524,6 +527,13 @@ def test_phone_units_from_a_saved_conformer(wavs, tmp_path, monkeypatch):
     assert 3 <= calls["wave"] == calls["feats"] <= 3 * 6  # every training utterance, once per step it is in
     assert all(math.isfinite(h["loss"]) for h in second["history"])
     assert second["history"][0]["valid_per"] <= report["history"][-1]["valid_per"] + 0.05  # the head came along
+    assert second["symbols"] == report["symbols"]
+    assert UnitTokenizer.from_pretrained(tmp_path / "again" / "units").config.info["corpus"] == f"{english},{spanish}"
+    # one corpus short of some phones: the recognizer keeps its inventory (unit ids stay), not the corpus's
+    only_en = finetune_units.finetune(finetune_units.main_parser().parse_args(
+        [*again[:5], "--corpus", str(english), *again[7:], "--out", str(tmp_path / "en-only"), "--steps", "1"]))
+    heard = {p for phones in json.loads((tmp_path / "en-only" / "phones.json").read_text()).values() for p in phones}
+    assert only_en["symbols"] == report["symbols"] and not set(report["symbols"][1:]) <= heard
     # killed after its second checkpoint and rerun: the augmentation draws go on as in the uninterrupted run
     class KilledError(Exception):
         pass

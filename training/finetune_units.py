@@ -113,6 +113,25 @@ def read_split(corpus: Path, split: str, max_hours: float, max_seconds: float, s
                            keep=lambda r: r["lang"] in ESPEAK_VOICE and r.get("duration", 0) <= max_seconds)
 
 
+def read_corpora(corpora: list[Path], args: argparse.Namespace
+                 ) -> tuple[list[np.ndarray], list[dict[str, Any]], list[np.ndarray], list[dict[str, Any]]]:
+    """Train and valid waveforms and rows of one or more corpora: each gives up to ``--hours`` of training audio
+    and an equal share of the ``--valid-utts`` validation utterances. Rows keep their corpus in ``"corpus"``."""
+    train_wavs: list[np.ndarray] = []
+    train_rows: list[dict[str, Any]] = []
+    valid_wavs: list[np.ndarray] = []
+    valid_rows: list[dict[str, Any]] = []
+    per_corpus = max(1, args.valid_utts // len(corpora))
+    for corpus in corpora:
+        wavs, rows = read_split(corpus, "train", args.hours, args.max_seconds, args.seed)
+        train_wavs += wavs
+        train_rows += [{**r, "corpus": str(corpus)} for r in rows]
+        wavs, rows = read_split(corpus, "valid", 1.0, args.max_seconds, args.seed)
+        valid_wavs += wavs[:per_corpus]
+        valid_rows += [{**r, "corpus": str(corpus)} for r in rows[:per_corpus]]
+    return train_wavs, train_rows, valid_wavs, valid_rows
+
+
 def make_batches(lengths: list[int], max_samples: int, rng: random.Random) -> list[list[int]]:
     """Indices grouped by similar length so that ``rows x longest`` stays within ``max_samples``; shuffled."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -218,7 +237,9 @@ def phone_tokenizer(model: PhoneCTC, symbols: list[str]) -> UnitTokenizer:
 # --- the recipe --------------------------------------------------------------------------------------------------
 
 def finetune(args: argparse.Namespace) -> dict[str, Any]:
-    corpus, out = Path(args.corpus), Path(args.out)
+    corpora, out = [Path(c) for c in args.corpus.split(",") if c.strip()], Path(args.out)
+    if not corpora:
+        raise ValueError("--corpus names no corpus")
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
     if args.threads:
@@ -233,11 +254,16 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"{init} holds {base.kind!r} units; fine-tuning needs a HuBERT tokenizer")
     if base is not None and conformer and base.conformer is None:
         raise ValueError(f"{init} holds {base.kind!r} units; --arch conformer starts from a Conformer tokenizer")
-    train_wavs, train_rows = read_split(corpus, "train", args.hours, args.max_seconds, args.seed)
-    valid_wavs, valid_rows = read_split(corpus, "valid", 1.0, args.max_seconds, args.seed)
-    valid_wavs, valid_rows = valid_wavs[: args.valid_utts], valid_rows[: args.valid_utts]
+    train_wavs, train_rows, valid_wavs, valid_rows = read_corpora(corpora, args)
     table = phone_table(train_rows + valid_rows, out / "phones.json")
     symbols = [BLANK] + sorted({p for r in train_rows for p in table[f"{r['lang']}\t{r['text']}"]})
+    if args.phone_units and base is not None and base.kind == "phone" and base.config.phones:
+        # Keep the recognizer's inventory, so its unit ids (and a decoder's vocabulary built on them) stay valid;
+        # a phone it does not know is left out of the targets.
+        unknown = sorted(set(symbols) - set(base.config.phones))
+        if unknown:
+            log.warning("%s does not know the phone(s) %s; they are left out of the targets", init, unknown)
+        symbols = list(base.config.phones)
     index = {s: i for i, s in enumerate(symbols)}
 
     def targets(rows: list[dict[str, Any]]) -> list[list[int]]:
@@ -413,7 +439,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
         tok = fit_hubert_units(model.encoder, kmeans_wavs, args.clusters, args.feature_layer, args.seed)
         assert tok.config.hubert is not None
         tok.config.hubert["mask_time_prob"] = base.config.hubert["mask_time_prob"]
-    tok.config.info.update(corpus=str(corpus), init=str(init) if init is not None else "scratch",
+    tok.config.info.update(corpus=",".join(map(str, corpora)), init=str(init) if init is not None else "scratch",
                            finetuned="phone CTC (espeak-ng IPA)",
                            steps=step, train_hours=_hours(train_wavs), kmeans_hours=_hours(kmeans_wavs),
                            valid_phone_error_rate=round(final_per, 4), phone_symbols=len(symbols))
@@ -437,7 +463,8 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
 def main_parser() -> argparse.ArgumentParser:
     """The command line's arguments (``finetune(main_parser().parse_args(argv))`` runs it without logging set-up)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True, help="manifest corpus (train split trains, valid split scores)")
+    p.add_argument("--corpus", required=True, help="manifest corpus (train split trains, valid split scores); "
+                   "several as A,B: each gives up to --hours and a share of --valid-utts")
     p.add_argument("--out", required=True, help="writes OUT/units, OUT/finetune.png, OUT/training.json, OUT/state")
     p.add_argument("--init", default=None, help="the unit tokenizer to start from: a HuBERT one for --arch hubert "
                    "(default: the shipped one), a Conformer or phone one for --arch conformer (default: scratch)")
@@ -451,7 +478,7 @@ def main_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=0.0, help="time budget; the cosine decay ends with it")
     p.add_argument("--batch-seconds", type=float, default=32.0, help="padded audio per batch")
     p.add_argument("--max-seconds", type=float, default=10.0, help="longer utterances are left out")
-    p.add_argument("--hours", type=float, default=10.0, help="training audio at most")
+    p.add_argument("--hours", type=float, default=10.0, help="training audio at most (per corpus)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--mask-prob", type=float, default=0.05, help="fraction of frames starting a 10-frame mask")

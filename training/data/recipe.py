@@ -78,21 +78,31 @@ def estimate_seconds(text: str) -> float:
 class _Voices:
     """Speaker choice with a balanced rotation, so every voice gets a similar share."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, engines: tuple[str, ...] | None = None):
         self.rng = rng
+        self.engines = engines
         self.pools: dict[tuple[str, str, bool], list[voices.Speaker]] = {}
+
+    def has_bilingual(self, split: str) -> bool:
+        """Whether a voice of the chosen engines speaks every language (for one-voice translation pairs)."""
+        spk_split = "test" if split == "test" else "train"
+        return any(all(s.speaks(x) for x in LANGS) and speaker_available(s)
+                   for s in voices.speakers(split=spk_split, engines=self.engines))
 
     def pick(self, lang: str, split: str, bilingual: bool = False) -> voices.Speaker:
         spk_split = "test" if split == "test" else "train"
         key = (lang, spk_split, bilingual)
         pool = self.pools.get(key)
         if not pool:
-            cands = [s for s in voices.speakers(lang=lang, split=spk_split) if speaker_available(s)]
+            cands = [s for s in voices.speakers(lang=lang, split=spk_split, engines=self.engines)
+                     if speaker_available(s)]
             if bilingual:
                 cands = [s for s in cands if all(s.speaks(x) for x in LANGS)]
             if not cands:
-                raise RuntimeError(f"no installed {spk_split} speaker for {lang!r}; run `make setup` "
-                                   "to install the speech synthesizers")
+                which = f" of {', '.join(self.engines)}" if self.engines else ""
+                raise RuntimeError(f"no installed {spk_split} speaker{which} for {lang!r}; run `make setup` "
+                                   "to install the speech synthesizers" + (" or choose more engines"
+                                                                           if self.engines else ""))
             pool = cands[:]
             self.rng.shuffle(pool)
             self.pools[key] = pool
@@ -104,13 +114,17 @@ def _augment(rng: random.Random) -> dict[str, Any]:
     return {"pitch_shift": rng.randint(-4, 4), "rate_scale": round(rng.uniform(0.9, 1.1), 3)}
 
 
-def plan_corpus(hours: float, seed: int, langs: tuple[str, ...] = LANGS) -> list[Utterance]:
+def plan_corpus(hours: float, seed: int, langs: tuple[str, ...] = LANGS,
+                engines: tuple[str, ...] | None = None) -> list[Utterance]:
     """Plan about ``hours`` hours of speech (estimated from word counts).
 
     Args:
         hours: target total duration; the real total lands within ~20 % of it.
         seed: fixes sentence choice, speakers and augmentation.
         langs: subset of ``("en", "es")``; S2ST needs both, SLU needs English.
+        engines: only these engines' voices (``None``: all). The real recorded prompts come with ``asterisk``;
+            without a bilingual voice (espeak-ng) every translation pair gets two voices. This is how a corpus
+            gives the engines that the full mix under-represents more hours.
 
     Returns:
         Utterances in a stable order; ids are unique and encode the kind (``mono``, ``s2st``, ``slu``, ``real``).
@@ -120,8 +134,13 @@ def plan_corpus(hours: float, seed: int, langs: tuple[str, ...] = LANGS) -> list
     unknown = set(langs) - set(LANGS)
     if unknown or not langs:
         raise ValueError(f"langs must be a non-empty subset of {LANGS}, got {langs}")
+    if engines is not None:
+        bad = sorted(set(engines) - set(voices.ENGINES))
+        if bad or not engines:
+            raise ValueError(f"unknown engine(s) {bad or engines}: choose from {', '.join(voices.ENGINES)}")
+        engines = tuple(e for e in voices.ENGINES if e in engines)
     rng = random.Random(seed)
-    picker = _Voices(random.Random(seed + 1))
+    picker = _Voices(random.Random(seed + 1), engines)
     budget_s = hours * 3600.0
     mix = dict(MIX)
     if not ("en" in langs and "es" in langs):
@@ -134,7 +153,8 @@ def plan_corpus(hours: float, seed: int, langs: tuple[str, ...] = LANGS) -> list
         plan += _plan_s2st(budget_s * mix["s2st"], rng, picker)
     if "slu" in mix:
         plan += _plan_slu(budget_s * mix["slu"], rng, picker)
-    plan += _plan_real(budget_s * mix["real"], langs, rng)
+    if engines is None or "asterisk" in engines:
+        plan += _plan_real(budget_s * mix["real"], langs, rng)
     ids = [u.id for u in plan]
     assert len(ids) == len(set(ids)), "duplicate utterance ids in plan"
     return plan
@@ -176,7 +196,7 @@ def _plan_s2st(budget_s: float, rng: random.Random, picker: _Voices) -> list[Utt
             break
         split = sentence_split(pair.en)  # the pair's split follows its English side
         pair_id = f"s2st-{n:06d}"
-        if rng.random() < SAME_VOICE_S2ST:
+        if rng.random() < SAME_VOICE_S2ST and picker.has_bilingual(split):
             spk = picker.pick("en", split, bilingual=True)
             spk_en, spk_es = spk, spk
         else:

@@ -157,7 +157,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def synthesize_corpus(out_dir: str | Path, hours: float, seed: int = 0, langs: tuple[str, ...] = ("en", "es"),
-                      jobs: int = 1, progress: bool = True) -> SynthReport:
+                      jobs: int = 1, progress: bool = True, engines: tuple[str, ...] | None = None
+                      ) -> SynthReport:
     """Make (or finish making) a corpus in ``out_dir``.
 
     Args:
@@ -165,6 +166,7 @@ def synthesize_corpus(out_dir: str | Path, hours: float, seed: int = 0, langs: t
         hours: target hours of speech (estimated while planning; the summary reports the real figure).
         seed: fixes the whole corpus.
         langs: languages to include.
+        engines: only these synthesizers' voices (see :func:`~training.data.recipe.plan_corpus`); ``None``: all.
         jobs: parallel synthesis processes.
         progress: show a tqdm bar.
 
@@ -173,7 +175,10 @@ def synthesize_corpus(out_dir: str | Path, hours: float, seed: int = 0, langs: t
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    recipe = {"version": RECIPE_VERSION, "hours": hours, "seed": seed, "langs": list(langs)}
+    recipe: dict[str, Any] = {"version": RECIPE_VERSION, "hours": hours, "seed": seed, "langs": list(langs)}
+    if engines is not None:  # recorded only when chosen, so corpora made before the option still resume
+        recipe["engines"] = sorted(engines)
+    plan = plan_corpus(hours, seed, tuple(langs), tuple(engines) if engines is not None else None)
     recipe_path = out / "recipe.json"
     if recipe_path.is_file():
         old = json.loads(recipe_path.read_text())
@@ -184,7 +189,6 @@ def synthesize_corpus(out_dir: str | Path, hours: float, seed: int = 0, langs: t
         atomic_write_text(recipe_path, json.dumps(recipe, indent=2) + "\n")
     log.info("engines available: %s", ", ".join(sorted(available_engines())) or "none")
     t0 = time.time()
-    plan = plan_corpus(hours, seed, tuple(langs))
     done = read_progress(out / PROGRESS)
     todo = [u for u in plan if u.id not in done or "error" in done[u.id]]  # failures are tried again
     skipped = len(plan) - len(todo)
