@@ -630,7 +630,7 @@ def test_text_only_asr_items_join_the_asr_groups(tiny_corpus: Path, tokenizer_di
 
     from codec.units import UnitConfig, UnitTokenizer, conformer_arch, small_conformer_config
     from training.alm_data import SIM_PREFIX
-    from training.train_alm import simulated_asr_items
+    from training.train_alm import _same_units, simulated_asr_items
 
     ccfg = small_conformer_config(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, conv_kernel=3)
     phones = ["<blank>", "a", "e", "i", "o", "u", "|", "s", "t", "n", "l", "ð", "ə", "ɪ", "k", "m", "d", "ɹ"]
@@ -645,6 +645,20 @@ def test_text_only_asr_items_join_the_asr_groups(tiny_corpus: Path, tokenizer_di
     records = read_manifest(tiny_corpus)
     real = Counter(r["lang"] for r in records if r["split"] == "train" and "asr" in r.get("tasks", ()))
     assert {k: v for k, v in state["data"]["examples"].items()} == {f"asr/{lang}": n + 6 for lang, n in real.items()}
+    # a retrained recognizer (new weights, the same phones): fine-tuning onto it keeps the unit embeddings
+    retrained = load_units(tmp_path / "phone")
+    with torch.no_grad():
+        for p in retrained.parameters():
+            p.add_(0.01)
+    retrained.save_pretrained(tmp_path / "phone2")
+    moved = train(tiny_corpus, tmp_path / "run2", TrainAlmConfig(
+        steps=0, init_from=str(result.checkpoint), **{**common, "units": str(tmp_path / "phone2")}), progress=False)
+    v = Vocabulary.load(result.checkpoint)
+    emb_a = result.model.get_input_embeddings().weight[v.units.start: v.units.end]
+    emb_b = moved.model.get_input_embeddings().weight[v.units.start: v.units.end]
+    assert torch.equal(emb_a, emb_b) and Vocabulary.load(moved.checkpoint).to_dict() == v.to_dict()
+    assert _same_units(load_units(moved.checkpoint / "units"), load_units(tmp_path / "phone2"))  # saved with it
+    assert not _same_units(retrained, load_units(tmp_path / "phone"))
 
     records_by_split = {r["split"]: r for r in records}
     natural = {"en": ("A natural sentence about the sea.", records_by_split["test"]["text"]),

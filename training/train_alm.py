@@ -419,6 +419,11 @@ def _same_units(a: UnitTokenizer, b: UnitTokenizer) -> bool:
     return ca == cb and sa.keys() == sb.keys() and all(torch.equal(v, sb[k]) for k, v in sa.items())
 
 
+def _same_phones(a: UnitTokenizer, b: UnitTokenizer) -> bool:
+    """Whether both are phone recognizers over the same phone inventory (unit ``i`` is the same phone in both)."""
+    return a.kind == b.kind == "phone" and bool(a.config.phones) and a.config.phones == b.config.phones
+
+
 def replace_units(model: AlmForCausalLM, vocab: Vocabulary, num_units: int, seed: int = 0) -> Vocabulary:
     """Give ``model`` a fresh unit range of ``num_units`` ids, in place; returns the new vocabulary.
 
@@ -452,14 +457,20 @@ def replace_units(model: AlmForCausalLM, vocab: Vocabulary, num_units: int, seed
 def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> TrainState:
     """A fresh :class:`TrainState` (new optimizer, step 0) around a released checkpoint's model, vocabulary, codec
     and units (``"default"``: the shipped model), for fine-tuning on another corpus; ``cfg.units``, when set and
-    different, replaces the units (any count; :func:`replace_units`)."""
+    different, replaces the units (any count; :func:`replace_units`), except that a phone recognizer over the
+    checkpoint's phone inventory (a retrained one) keeps the unit embeddings."""
     from alm.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     d = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
     model, vocab, codec, units = load_checkpoint(d, device)
     if cfg.units is not None:  # other units replace the checkpoint's: their embeddings start afresh
         other = load_units(cfg.units)
-        if not _same_units(other, units):
+        if _same_phones(other, units) and not _same_units(other, units):
+            # a retrained phone recognizer with the same inventory: unit i is still phone i, so its row is kept
+            units = other
+            log.info("fine-tuning with the phone units of %s (the checkpoint's phone inventory: embeddings kept)",
+                     cfg.units)
+        elif not _same_units(other, units):
             units = other
             vocab = replace_units(model, vocab, units.num_units, seed=cfg.seed)
             log.info("fine-tuning with the %d %r units of %s instead of the checkpoint's (new unit embeddings)",
