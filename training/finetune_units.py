@@ -33,7 +33,12 @@ far faster per second than the raw-waveform HuBERT (the legacy CTC baseline's le
 ``"conformer"`` tokenizer. ``--init DIR`` starts it from a saved ``"conformer"`` or ``"phone"`` tokenizer's
 Conformer instead of from scratch (and from a ``"phone"`` tokenizer's head when the phone inventory matches).
 ``--phone-units`` keeps the phone head and writes a ``"phone"`` tokenizer (units = the frame-wise best phone
-symbol, blank included) in place of step 3's k-means.
+symbol, blank included) in place of step 3's k-means; continued from a ``"phone"`` tokenizer it keeps that
+tokenizer's phone inventory (so unit ids, and a decoder's vocabulary over them, stay valid).
+
+``--corpus A,B`` trains on several corpora at once (each up to ``--hours``, each an equal share of the validation
+utterances), e.g. a full-mix corpus beside one of the engines the full mix under-represents
+(``alm data synth --engines mbrola,flite,pico,rhvoice``).
 
 1. Phones: ``espeak-ng -q --ipa -v LANG TEXT`` for each training sentence (cached in ``OUT/phones.json``); the
    targets are its IPA characters with stress marks dropped and ``|`` between words: one inventory for English
