@@ -121,7 +121,7 @@ def read_split(corpus: Path, split: str, max_hours: float, max_seconds: float, s
 def read_corpora(corpora: list[Path], args: argparse.Namespace
                  ) -> tuple[list[np.ndarray], list[dict[str, Any]], list[np.ndarray], list[dict[str, Any]]]:
     """Train and valid waveforms and rows of one or more corpora: each gives up to ``--hours`` of training audio
-    and an equal share of the ``--valid-utts`` validation utterances. Rows keep their corpus in ``"corpus"``."""
+    and an equal share of the ``--valid-utts`` validation utterances."""
     train_wavs: list[np.ndarray] = []
     train_rows: list[dict[str, Any]] = []
     valid_wavs: list[np.ndarray] = []
@@ -130,10 +130,10 @@ def read_corpora(corpora: list[Path], args: argparse.Namespace
     for corpus in corpora:
         wavs, rows = read_split(corpus, "train", args.hours, args.max_seconds, args.seed)
         train_wavs += wavs
-        train_rows += [{**r, "corpus": str(corpus)} for r in rows]
+        train_rows += rows
         wavs, rows = read_split(corpus, "valid", 1.0, args.max_seconds, args.seed)
         valid_wavs += wavs[:per_corpus]
-        valid_rows += [{**r, "corpus": str(corpus)} for r in rows[:per_corpus]]
+        valid_rows += rows[:per_corpus]
     return train_wavs, train_rows, valid_wavs, valid_rows
 
 

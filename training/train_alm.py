@@ -465,12 +465,14 @@ def init_state(path: str | Path, cfg: TrainAlmConfig, device: torch.device) -> T
     model, vocab, codec, units = load_checkpoint(d, device)
     if cfg.units is not None:  # other units replace the checkpoint's: their embeddings start afresh
         other = load_units(cfg.units)
-        if _same_phones(other, units) and not _same_units(other, units):
+        if _same_units(other, units):
+            pass
+        elif _same_phones(other, units):
             # a retrained phone recognizer with the same inventory: unit i is still phone i, so its row is kept
             units = other
             log.info("fine-tuning with the phone units of %s (the checkpoint's phone inventory: embeddings kept)",
                      cfg.units)
-        elif not _same_units(other, units):
+        else:
             units = other
             vocab = replace_units(model, vocab, units.num_units, seed=cfg.seed)
             log.info("fine-tuning with the %d %r units of %s instead of the checkpoint's (new unit embeddings)",

@@ -82,22 +82,22 @@ class _Voices:
         self.rng = rng
         self.engines = engines
         self.pools: dict[tuple[str, str, bool], list[voices.Speaker]] = {}
+        self.cands: dict[tuple[str, str, bool], list[voices.Speaker]] = {}
 
-    def has_bilingual(self, split: str) -> bool:
-        """Whether a voice of the chosen engines speaks every language (for one-voice translation pairs)."""
-        spk_split = "test" if split == "test" else "train"
-        return any(all(s.speaks(x) for x in LANGS) and speaker_available(s)
-                   for s in voices.speakers(split=spk_split, engines=self.engines))
+    def candidates(self, lang: str, split: str, bilingual: bool = False) -> list[voices.Speaker]:
+        """The installed voices of the chosen engines for ``lang`` and the split's speakers (computed once)."""
+        key = (lang, "test" if split == "test" else "train", bilingual)
+        if key not in self.cands:
+            cands = [s for s in voices.speakers(lang=lang, split=key[1], engines=self.engines) if speaker_available(s)]
+            self.cands[key] = [s for s in cands if all(s.speaks(x) for x in LANGS)] if bilingual else cands
+        return self.cands[key]
 
     def pick(self, lang: str, split: str, bilingual: bool = False) -> voices.Speaker:
         spk_split = "test" if split == "test" else "train"
         key = (lang, spk_split, bilingual)
         pool = self.pools.get(key)
         if not pool:
-            cands = [s for s in voices.speakers(lang=lang, split=spk_split, engines=self.engines)
-                     if speaker_available(s)]
-            if bilingual:
-                cands = [s for s in cands if all(s.speaks(x) for x in LANGS)]
+            cands = self.candidates(lang, split, bilingual)
             if not cands:
                 which = f" of {', '.join(self.engines)}" if self.engines else ""
                 raise RuntimeError(f"no installed {spk_split} speaker{which} for {lang!r}; run `make setup` "
@@ -196,7 +196,7 @@ def _plan_s2st(budget_s: float, rng: random.Random, picker: _Voices) -> list[Utt
             break
         split = sentence_split(pair.en)  # the pair's split follows its English side
         pair_id = f"s2st-{n:06d}"
-        if rng.random() < SAME_VOICE_S2ST and picker.has_bilingual(split):
+        if rng.random() < SAME_VOICE_S2ST and picker.candidates("en", split, bilingual=True):
             spk = picker.pick("en", split, bilingual=True)
             spk_en, spk_es = spk, spk
         else:
